@@ -1,0 +1,34 @@
+"""Shared fixtures: where the real scans are, and a temporary output folder.
+
+Real data lives beside the project in ``../shared/data`` (never copied into the repository); tests that need it skip
+with a clear reason when it is absent.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("STROKESEG_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+ISLES_ROOT = SHARED_DATA / "ISLES-2022"
+NONSTRIPPED_CASE = SHARED_DATA / "acute-dwi-nonstripped" / "subject02"
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def isles_root() -> Path:
+    """The real ISLES 2022 cases (Zenodo layout); skips when ../shared/data is absent."""
+    if not (ISLES_ROOT / "sub-strokecase0009").is_dir():
+        pytest.skip(f"real ISLES data not found at {ISLES_ROOT}")
+    return ISLES_ROOT
+
+
+@pytest.fixture(scope="session")
+def nonstripped_case() -> Path:
+    """The real non-skull-stripped acute DWI case; skips when absent."""
+    if not (NONSTRIPPED_CASE / "dwi.nii.gz").is_file():
+        pytest.skip(f"real non-stripped case not found at {NONSTRIPPED_CASE}")
+    return NONSTRIPPED_CASE
