@@ -1,0 +1,72 @@
+"""Atomic file writing: a reader (another process, a resumed batch run) never sees a half-written file.
+
+Every writer in StrokeSeg writes to a temporary file in the destination folder and renames it into place with
+``os.replace``, which is atomic on one file system. The temporary name keeps the real suffix (``.nii.gz``, ``.json``)
+because SimpleITK chooses its writer from the file name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+# Multi-part suffixes that must stay together so that format detection by name still works.
+_COMPOUND_SUFFIXES = (".nii.gz", ".tar.gz", ".json.gz", ".csv.gz", ".nrrd.gz")
+
+
+def full_suffix(path: str | Path) -> str:
+    """The file's format suffix, keeping known compound ones (``.nii.gz``) whole."""
+    name = Path(path).name.lower()
+    for suffix in _COMPOUND_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return Path(path).name[-len(suffix):]
+    return Path(path).suffix
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it.
+
+    The parent folder is created when missing. The temporary name is ``.<stem>.tmp-XXXXXXXX<suffix>`` so it is hidden,
+    unique, and keeps the suffix that format detection relies on.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = full_suffix(target)
+    stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
+    tmp = target.parent / f".{stem}.tmp-{secrets.token_hex(4)}{suffix}"
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"{tmp}: the writer did not create the temporary file for {target}")
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically and return the path."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding=encoding, newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return Path(path)
+
+
+def write_json_atomic(path: str | Path, obj: Any, indent: int = 2, allow_nan: bool = True) -> Path:
+    """Serialise ``obj`` as JSON and write it atomically.
+
+    Serialisation happens before the disk is touched, so an unserialisable object leaves no file. ``allow_nan=False``
+    refuses NaN/inf (strict JSON); the default keeps Python's behaviour because metrics such as Dice can be NaN.
+    """
+    text = json.dumps(obj, indent=indent, allow_nan=allow_nan) + "\n"
+    return write_text_atomic(path, text)
