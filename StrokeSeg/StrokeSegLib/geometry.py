@@ -1,0 +1,210 @@
+"""Image grids in physical (LPS) space, their comparison, overlap, and resampling between them.
+
+Every step that moves voxels between grids goes through this module so that origin, spacing and direction are kept
+exactly: the network grid is derived from the DWI grid, and results are resampled back onto *exactly* the DWI grid
+(compared with ``Grid`` equality, no tolerance), which is what a viewer overlaying the result on the scan needs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import GeometryError
+
+_INTERPOLATORS = {
+    "linear": sitk.sitkLinear,
+    "nearest": sitk.sitkNearestNeighbor,
+    "bspline": sitk.sitkBSpline,
+}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The geometry of a 3-D image: ``size`` in (x, y, z) voxels, ``origin`` (mm, LPS), ``spacing`` (mm) and the
+    row-major 3x3 ``direction`` cosines. Equality is exact, which is what "the same grid as the DWI" must mean for
+    outputs; use :func:`same_grid` to compare inputs with a tolerance."""
+
+    size: tuple[int, int, int]
+    origin: tuple[float, float, float]
+    spacing: tuple[float, float, float]
+    direction: tuple[float, float, float, float, float, float, float, float, float]
+
+    def __post_init__(self) -> None:
+        size = tuple(int(v) for v in self.size)
+        origin = tuple(float(v) for v in self.origin)
+        spacing = tuple(float(v) for v in self.spacing)
+        direction = tuple(float(v) for v in self.direction)
+        if len(size) != 3 or len(origin) != 3 or len(spacing) != 3 or len(direction) != 9:
+            raise GeometryError(
+                f"A grid needs 3 sizes, 3 origin values, 3 spacings and 9 direction cosines; got "
+                f"{len(size)}, {len(origin)}, {len(spacing)} and {len(direction)}.")
+        if min(size) < 1:
+            raise GeometryError(f"Grid size must be positive in every axis, got {size}.")
+        if not all(math.isfinite(v) and v > 0 for v in spacing):
+            raise GeometryError(f"Grid spacing must be positive and finite, got {spacing}.")
+        if not all(math.isfinite(v) for v in origin + direction):
+            raise GeometryError("Grid origin and direction must be finite.")
+        if abs(np.linalg.det(np.reshape(direction, (3, 3)))) < 1e-3:
+            raise GeometryError(f"Grid direction matrix is singular: {direction}.")
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "direction", direction)
+
+    @classmethod
+    def of(cls, image: Union[sitk.Image, "Grid"]) -> "Grid":
+        """The grid of a 3-D image (a Grid is returned as is)."""
+        if isinstance(image, Grid):
+            return image
+        if image.GetDimension() != 3:
+            raise GeometryError(f"Expected a 3-D image, got {image.GetDimension()}-D.")
+        return cls(image.GetSize(), image.GetOrigin(), image.GetSpacing(), image.GetDirection())
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """Direction cosines as a 3x3 array (columns are the index axes in physical space)."""
+        return np.reshape(np.asarray(self.direction, dtype=np.float64), (3, 3))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Numpy array shape (z, y, x) of an image on this grid."""
+        return (self.size[2], self.size[1], self.size[0])
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(np.prod(self.spacing))
+
+    def reference_image(self, pixel_type: int = sitk.sitkUInt8) -> sitk.Image:
+        """A zero image with this geometry, e.g. as the reference of a resampling."""
+        image = sitk.Image(list(self.size), pixel_type)
+        image.SetOrigin(self.origin)
+        image.SetSpacing(self.spacing)
+        image.SetDirection(self.direction)
+        return image
+
+    def image_from_array(self, array: np.ndarray) -> sitk.Image:
+        """Wrap a (z, y, x) array as an image on this grid; the shape must match exactly."""
+        array = np.asarray(array)
+        if array.shape != self.shape:
+            raise GeometryError(f"Array of shape {array.shape} does not fit a grid of shape (z, y, x) {self.shape}.")
+        image = sitk.GetImageFromArray(array)
+        image.SetOrigin(self.origin)
+        image.SetSpacing(self.spacing)
+        image.SetDirection(self.direction)
+        return image
+
+    def index_to_physical(self, index_xyz: np.ndarray) -> np.ndarray:
+        """Continuous (x, y, z) indices, shape (N, 3), to physical LPS points in mm, shape (N, 3)."""
+        index_xyz = np.asarray(index_xyz, dtype=np.float64).reshape(-1, 3)
+        return np.asarray(self.origin) + (index_xyz * np.asarray(self.spacing)) @ self.matrix.T
+
+    def physical_to_index(self, points: np.ndarray) -> np.ndarray:
+        """Physical LPS points (N, 3) to continuous (x, y, z) indices (N, 3); the inverse of index_to_physical."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        return np.linalg.solve(self.matrix, (points - np.asarray(self.origin)).T).T / np.asarray(self.spacing)
+
+    def corners(self) -> np.ndarray:
+        """The 8 outer corners of the voxel box (index -0.5 and size-0.5) in physical space, shape (8, 3)."""
+        lo = np.full(3, -0.5)
+        hi = np.asarray(self.size, dtype=np.float64) - 0.5
+        index = np.array([[(hi if (c >> a) & 1 else lo)[a] for a in range(3)] for c in range(8)])
+        return self.index_to_physical(index)
+
+    def physical_bounds(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """Axis-aligned (min, max) LPS bounding box, in mm, of the voxel box including the outer half voxels."""
+        corners = self.corners()
+        return tuple(corners.min(axis=0).tolist()), tuple(corners.max(axis=0).tolist())
+
+
+GridLike = Union[sitk.Image, Grid]
+
+
+def same_grid(a: GridLike, b: GridLike, tol: float = 1e-4) -> bool:
+    """True when two images (or grids) share a grid within ``tol``: equal size, spacing within a relative ``tol``,
+    origin within ``tol`` mm, direction cosines within ``tol``. Tolerant because NIfTI stores geometry in float32."""
+    ga, gb = Grid.of(a), Grid.of(b)
+    if ga.size != gb.size:
+        return False
+    sa, sb = np.asarray(ga.spacing), np.asarray(gb.spacing)
+    if np.any(np.abs(sa - sb) > tol * np.maximum(sa, sb)):
+        return False
+    if np.any(np.abs(np.asarray(ga.origin) - np.asarray(gb.origin)) > tol):
+        return False
+    return bool(np.all(np.abs(np.asarray(ga.direction) - np.asarray(gb.direction)) <= tol))
+
+
+def _lattice(size: Sequence[int], per_axis: int) -> np.ndarray:
+    """Voxel-centre indices (N, 3) covering the whole grid: every voxel for small axes, an even subset otherwise."""
+    axes = [np.unique(np.round(np.linspace(0, n - 1, min(n, per_axis)))) for n in size]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def overlap_fraction(moving: GridLike, reference: GridLike, samples_per_axis: int = 24) -> float:
+    """Fraction (0..1) of the reference's voxel box that lies inside the moving image's voxel box, in physical space.
+
+    Reference voxel centres on a coarse lattice are mapped to the moving image's continuous index space; the ones
+    inside ``[-0.5, size - 0.5]`` count. Correct for any pair of oblique directions, unlike comparing bounding boxes.
+    """
+    gm, gr = Grid.of(moving), Grid.of(reference)
+    points = gr.index_to_physical(_lattice(gr.size, samples_per_axis))
+    index = gm.physical_to_index(points)
+    eps = 1e-6
+    inside = np.all((index >= -0.5 - eps) & (index <= np.asarray(gm.size) - 0.5 + eps), axis=1)
+    return float(inside.mean())
+
+
+def _output_pixel_type(image: sitk.Image, interpolator: str) -> int:
+    """Float32 for interpolating resamplers (values between voxels), the input's own type for nearest (labels)."""
+    if interpolator == "nearest":
+        return image.GetPixelID()
+    return sitk.sitkFloat32
+
+
+def resample_to_grid(image: sitk.Image, reference: GridLike, interpolator: str = "linear", default: float = 0.0,
+                     transform: sitk.Transform | None = None) -> sitk.Image:
+    """Resample ``image`` onto the reference grid in physical space.
+
+    ``transform`` maps reference (fixed) points to ``image`` (moving) points, ITK's convention, as returned by a
+    registration; identity when omitted. Linear and B-spline give float32; nearest keeps the input type so labels stay
+    labels. The output's geometry is set from the reference grid's values, so it equals ``Grid.of(reference)``.
+    """
+    if interpolator not in _INTERPOLATORS:
+        raise ValueError(f"interpolator must be one of {sorted(_INTERPOLATORS)}, got {interpolator!r}")
+    if image.GetDimension() != 3:
+        raise GeometryError(f"Expected a 3-D image to resample, got {image.GetDimension()}-D.")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise GeometryError("Only scalar images can be resampled here.")
+    grid = Grid.of(reference)
+    pixel_type = _output_pixel_type(image, interpolator)
+    source = image if interpolator == "nearest" else sitk.Cast(image, sitk.sitkFloat32)
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize(list(grid.size))
+    resampler.SetOutputOrigin(grid.origin)
+    resampler.SetOutputSpacing(grid.spacing)
+    resampler.SetOutputDirection(grid.direction)
+    resampler.SetInterpolator(_INTERPOLATORS[interpolator])
+    resampler.SetDefaultPixelValue(float(default))
+    resampler.SetOutputPixelType(pixel_type)
+    resampler.SetTransform(transform if transform is not None else sitk.Transform(3, sitk.sitkIdentity))
+    return resampler.Execute(source)
+
+
+def grid_with_spacing(reference: GridLike, spacing: float | Sequence[float]) -> Grid:
+    """A grid with the reference's direction and the given spacing that covers the reference's whole extent.
+
+    The first voxel's outer corner stays where it was (new origin = old origin + direction @ (new - old) / 2), and
+    the size is rounded up, so nothing of the scan is cut off and the inverse resampling loses no border.
+    """
+    grid = Grid.of(reference)
+    new = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
+    if not np.all(np.isfinite(new) & (new > 0)):
+        raise GeometryError(f"Target spacing must be positive, got {tuple(new)}.")
+    old = np.asarray(grid.spacing)
+    origin = np.asarray(grid.origin) + grid.matrix @ (0.5 * (new - old))
+    extent = np.asarray(grid.size) * old
+    size = [max(1, int(math.ceil(e / s - 1e-6))) for e, s in zip(extent, new)]
+    return Grid(tuple(size), tuple(origin.tolist()), tuple(new.tolist()), grid.direction)
