@@ -1,0 +1,71 @@
+"""Normalisation must not depend on units, on the field of view, or on anything outside the brain mask."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from StrokeSegLib.errors import InvalidImageError
+from StrokeSegLib.normalization import normalize_channel
+
+
+def brain(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shape = (20, 30, 30)
+    zz, yy, xx = np.indices(shape)
+    mask = ((zz - 10) / 8.0) ** 2 + ((yy - 15) / 12.0) ** 2 + ((xx - 15) / 12.0) ** 2 < 1.0
+    adc = rng.normal(0.8, 0.15, shape)           # 10^-3 mm^2/s
+    adc[mask & (xx > 18)] = 0.4                   # a restricted-diffusion "lesion"
+    adc[mask & (zz == 10) & (yy == 15)] = 30.0    # a few outliers the clipping must tame
+    return adc, mask
+
+
+def test_output_statistics_inside_and_zero_outside() -> None:
+    adc, mask = brain()
+    out = normalize_channel(adc, mask)
+    assert out.dtype == np.float32 and out.shape == adc.shape
+    assert np.all(out[~mask] == 0)
+    assert out[mask].mean() == pytest.approx(0.0, abs=1e-5)
+    assert out[mask].std() == pytest.approx(1.0, abs=1e-4)
+    # Outliers were clipped to the 99.5th percentile before the z-score, so they stay moderate.
+    assert out[mask].max() < 10
+
+
+def test_unit_invariance() -> None:
+    adc, mask = brain()
+    reference = normalize_channel(adc, mask)
+    for scale in (1e-3, 1e3, 1.0 / 7.0):
+        np.testing.assert_allclose(normalize_channel(adc * scale, mask), reference, atol=1e-5)
+    np.testing.assert_allclose(normalize_channel(adc.astype(np.float32) * np.float32(1e-3), mask), reference,
+                               atol=1e-4)
+
+
+def test_independent_of_voxels_outside_mask_and_field_of_view() -> None:
+    adc, mask = brain()
+    reference = normalize_channel(adc, mask)
+    noisy = adc.copy()
+    noisy[~mask] = np.random.default_rng(1).uniform(-1e6, 1e6, (~mask).sum())
+    np.testing.assert_array_equal(normalize_channel(noisy, mask), reference)
+    padded = np.pad(adc, 7, constant_values=0.0)
+    padded_mask = np.pad(mask, 7, constant_values=False)
+    np.testing.assert_array_equal(normalize_channel(padded, padded_mask)[7:-7, 7:-7, 7:-7], reference)
+
+
+def test_percentiles_are_taken_inside_mask() -> None:
+    adc, mask = brain()
+    out = normalize_channel(adc, mask, lower=10, upper=90)
+    inside = adc[mask]
+    lo, hi = np.percentile(inside, [10, 90])
+    clipped = np.clip(inside, lo, hi)
+    np.testing.assert_allclose(out[mask], (clipped - clipped.mean()) / clipped.std(), rtol=1e-5, atol=1e-5)
+
+
+def test_constant_channel_gives_zeros_and_bad_input_raises() -> None:
+    adc, mask = brain()
+    assert not normalize_channel(np.full(adc.shape, 3.0), mask).any()
+    assert not normalize_channel(np.zeros(adc.shape), mask).any()
+    with pytest.raises(InvalidImageError):
+        normalize_channel(adc, np.zeros_like(mask))
+    with pytest.raises(InvalidImageError):
+        normalize_channel(adc, mask[:-1])
+    with pytest.raises(ValueError):
+        normalize_channel(adc, mask, lower=60, upper=40)
