@@ -1,0 +1,77 @@
+"""Choosing the compute device and the mixed-precision context.
+
+Why one place: the CLI, batch runs, training and the Slicer panel all take a device name from the user; "auto" must
+pick the same device everywhere, and asking for a device this machine lacks must say so instead of failing deep
+inside torch.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager
+
+import torch
+
+from .errors import StrokeSegError
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None): CUDA, then Apple MPS, then CPU. ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` force one
+    and raise :class:`StrokeSegError` when this machine does not have it."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    text = (name or "auto").strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise StrokeSegError(
+            f"Unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)} (or cuda:N)."
+        ) from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise StrokeSegError(
+                f"Device {name!r} was requested but CUDA is not available here (no NVIDIA GPU, or this torch build "
+                "has no CUDA support); use --device cpu or auto."
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise StrokeSegError(
+                f"Device {name!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist."
+            )
+        return device
+    if device.type == "mps":
+        if not _mps_available():
+            raise StrokeSegError(
+                f"Device {name!r} was requested but Apple MPS is not available here; use --device cpu or auto."
+            )
+        return device
+    raise StrokeSegError(f"Unsupported device {name!r}; choose one of {', '.join(DEVICE_CHOICES)} (or cuda:N).")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The half-precision type used on ``device``: bf16 where the GPU supports it (no overflow), else fp16; None off
+    CUDA (CPU autocast is slower than float32 for 3-D convolutions, MPS autocast is not reliable across versions)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast_context(device: torch.device, enabled: bool = True) -> ContextManager[object]:
+    """Mixed-precision autocast on CUDA when ``enabled``; a null context everywhere else."""
+    dtype = autocast_dtype(device) if enabled else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
