@@ -1,0 +1,203 @@
+"""Training configuration: one JSON-serialisable tree of dataclasses, so a run is fully described by one file.
+
+The configuration is read from JSON (PyYAML is not part of the product's dependencies, so YAML is not supported). A
+file only needs the keys it changes; unknown keys are refused with a message naming them, because a misspelt key that
+silently does nothing is the most common way to waste a training run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from StrokeSegLib.errors import StrokeSegError
+
+# Default patch (z, y, x) at the 2 mm network spacing: 128 x 192 x 192 mm. ISLES 2022 brains resampled to 2 mm are
+# about 73 x 112 x 112 voxels, so a patch spans the whole axial extent of the brain (the context a radiologist uses to
+# compare hemispheres) and more than half of it in z; every side is divisible by 16 for the 5-level U-Net.
+DEFAULT_PATCH_SIZE = (64, 96, 96)
+
+
+@dataclass
+class NetworkSection:
+    """Mirror of ``StrokeSegLib.network.NetworkConfig`` (kept here so the config has no import-time torch work)."""
+
+    features: tuple[int, ...] = (16, 32, 64, 128, 256)
+    deep_supervision: bool = True
+    negative_slope: float = 0.01
+
+
+@dataclass
+class PreprocessSection:
+    """Mirror of ``StrokeSegLib.preprocessing.PreprocessConfig``; part of the cache key."""
+
+    target_spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)
+    register: bool | None = None
+
+
+@dataclass
+class AugmentationConfig:
+    """Probability and range of every augmentation; a probability of 0 switches it off.
+
+    Spatial transforms act identically on image and mask; intensity transforms act on the image only, per channel.
+    Ranges are (low, high) sampled uniformly. Angles are degrees.
+    """
+
+    flip_axes: tuple[int, ...] = (0, 1, 2)
+    flip_probability: float = 0.5
+    rotation_probability: float = 0.2
+    rotation_degrees: tuple[float, float] = (-15.0, 15.0)
+    scale_probability: float = 0.2
+    scale_range: tuple[float, float] = (0.85, 1.25)
+    elastic_probability: float = 0.0
+    elastic_magnitude: float = 0.03
+    elastic_grid: int = 4
+    gamma_probability: float = 0.3
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+    brightness_probability: float = 0.15
+    brightness_range: tuple[float, float] = (0.75, 1.25)
+    contrast_probability: float = 0.15
+    contrast_range: tuple[float, float] = (0.75, 1.25)
+    noise_probability: float = 0.1
+    noise_std: tuple[float, float] = (0.0, 0.1)
+    blur_probability: float = 0.1
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    lowres_probability: float = 0.1
+    lowres_factor: tuple[float, float] = (1.0, 2.0)
+
+
+@dataclass
+class LossConfig:
+    """Focal Tversky (Abraham & Khan 2019), optionally plus BCE or soft Dice; see ``losses.focal_tversky``."""
+
+    alpha: float = 0.25
+    beta: float = 0.85
+    gamma: float = 2.0
+    focal_convention: str = "inverse"
+    smooth: float = 1.0
+    batch_reduction: bool = True
+    bce_weight: float = 0.0
+    dice_weight: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW plus either ReduceLROnPlateau on validation Dice (the reference) or polynomial decay per epoch."""
+
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-5
+    scheduler: str = "plateau"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 10
+    min_learning_rate: float = 1e-6
+    poly_exponent: float = 0.9
+    grad_clip: float = 12.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved into every checkpoint and exported model."""
+
+    network: NetworkSection = field(default_factory=NetworkSection)
+    preprocess: PreprocessSection = field(default_factory=PreprocessSection)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    patch_size: tuple[int, int, int] = DEFAULT_PATCH_SIZE
+    batch_size: int = 2
+    foreground_fraction: float = 0.33
+    epochs: int = 300
+    iterations_per_epoch: int = 250
+    validate_every: int = 1
+    early_stopping_patience: int = 50
+    num_folds: int = 5
+    split_seed: int = 12345
+    seed: int = 0
+    deterministic: bool = False
+    amp: bool = True
+    cache_dtype: str = "float16"
+    prefetch_batches: int = 2
+    val_overlap: float = 0.5
+    val_batch_size: int = 2
+    threshold: float = 0.5
+    min_lesion_mm3: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Defaults overridden by ``data``; unknown keys raise :class:`StrokeSegError`."""
+        return _build(cls, data, "config")
+
+    def with_overrides(self, **values: Any) -> "TrainConfig":
+        """Copy with top-level fields replaced (used by the CLI's --epochs and the tests)."""
+        return dataclasses.replace(self, **values)
+
+    def validate(self) -> None:
+        """Refuse settings that would fail much later, deep in a training run."""
+        problems: list[str] = []
+        if len(self.patch_size) != 3 or min(self.patch_size) < 1:
+            problems.append(f"patch_size must be three positive integers, got {self.patch_size}")
+        depth_factor = 2 ** (len(self.network.features) - 1)
+        if any(p % depth_factor for p in self.patch_size):
+            problems.append(f"patch_size {self.patch_size} must be divisible by {depth_factor} for "
+                            f"{len(self.network.features)} network levels")
+        if not 0.0 <= self.foreground_fraction <= 1.0:
+            problems.append("foreground_fraction must be within 0..1")
+        if self.batch_size < 1 or self.iterations_per_epoch < 1 or self.epochs < 1:
+            problems.append("batch_size, iterations_per_epoch and epochs must be at least 1")
+        if self.num_folds < 2:
+            problems.append("num_folds must be at least 2")
+        if self.optim.scheduler not in ("plateau", "poly"):
+            problems.append(f"optim.scheduler must be 'plateau' or 'poly', got {self.optim.scheduler!r}")
+        if self.loss.focal_convention not in ("inverse", "power"):
+            problems.append("loss.focal_convention must be 'inverse' ((1-TI)^(1/gamma)) or 'power' ((1-TI)^gamma)")
+        if self.cache_dtype not in ("float16", "float32"):
+            problems.append("cache_dtype must be 'float16' or 'float32'")
+        if problems:
+            raise StrokeSegError("Invalid training configuration: " + "; ".join(problems))
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Recursively construct dataclass ``cls`` from ``data``, converting lists back to tuples."""
+    if not isinstance(data, dict):
+        raise StrokeSegError(f"{where} must be a JSON object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise StrokeSegError(f"Unknown key(s) in {where}: {', '.join(unknown)}; valid keys: {', '.join(fields)}")
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        current = getattr(defaults, name)
+        if dataclasses.is_dataclass(current):
+            values[name] = _build(type(current), value, f"{where}.{name}")
+        elif isinstance(current, tuple) and isinstance(value, (list, tuple)):
+            values[name] = tuple(value)
+        else:
+            values[name] = value
+    return cls(**values)
+
+
+def load_config(path: str | Path | None) -> TrainConfig:
+    """Read a JSON training configuration (``None`` gives the defaults) and validate it."""
+    if path is None:
+        config = TrainConfig()
+    else:
+        path = Path(path)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            raise StrokeSegError("YAML configuration is not supported (PyYAML is not a dependency); use JSON", path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise StrokeSegError("configuration file not found", path) from exc
+        except json.JSONDecodeError as exc:
+            raise StrokeSegError(f"not valid JSON: {exc}", path) from exc
+        config = TrainConfig.from_dict(data)
+    config.validate()
+    return config
