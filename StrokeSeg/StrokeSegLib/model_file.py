@@ -1,0 +1,241 @@
+"""The model file: one safetensors file holding the weights and, in its header, the JSON metadata needed to use them.
+
+Why safetensors: a model file is something users download and share, and ``torch.load`` on a pickle runs arbitrary
+code. A safetensors file is a length-prefixed JSON header plus raw tensor bytes, so reading it can never execute
+anything. This module parses the header itself and refuses anything else (pickles, zips, garbage) before handing the
+file to the safetensors reader.
+
+Why the metadata lives inside the file: the network shape, the preprocessing (spacing, normalisation), the patch size
+and the calibrated threshold belong to the weights; a separate sidecar could be lost or mismatched.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_path
+from .devices import resolve_device
+from .errors import ModelFileError
+from .network import AttentionUNet3D, NetworkConfig
+
+FORMAT_VERSION = 1
+METADATA_KEY = "strokeseg"
+MODEL_SUFFIX = ".safetensors"
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors reference limit; real headers are a few kB
+_NOT_SAFETENSORS = "not a StrokeSeg model file (safetensors expected)"
+
+
+def _default_normalization() -> dict[str, Any]:
+    return {"method": "percentile_zscore", "clip_percentiles": [0.5, 99.5]}
+
+
+@dataclass
+class ModelMetadata:
+    """What a model file says about itself. ``patch_size`` is (z, y, x) voxels, ``target_spacing`` (x, y, z) mm as
+    SimpleITK orders spacing; ``threshold`` and ``min_lesion_mm3`` are the calibrated post-processing defaults."""
+
+    model_id: str
+    network: dict[str, Any]
+    format_version: int = FORMAT_VERSION
+    channels: list[str] = field(default_factory=lambda: ["DWI", "ADC"])
+    target_spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
+    normalization: dict[str, Any] = field(default_factory=_default_normalization)
+    patch_size: tuple[int, int, int] = (64, 96, 96)
+    threshold: float = 0.5
+    min_lesion_mm3: float = 0.0
+    provenance: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.network, NetworkConfig):
+            self.network = self.network.to_dict()
+        self.channels = list(self.channels)
+        self.target_spacing = tuple(self.target_spacing)  # type: ignore[assignment]
+        self.patch_size = tuple(self.patch_size)  # type: ignore[assignment]
+
+    @property
+    def network_config(self) -> NetworkConfig:
+        """The network description as a validated :class:`NetworkConfig`."""
+        return NetworkConfig.from_dict(self.network)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field; a model that passes can be used without further checks."""
+        if not isinstance(self.format_version, int) or isinstance(self.format_version, bool) or self.format_version < 1:
+            raise ValueError(f"format_version must be a positive integer, got {self.format_version!r}")
+        if not isinstance(self.model_id, str) or not self.model_id.strip():
+            raise ValueError("model_id must be a non-empty string")
+        config = self.network_config
+        if not self.channels or not all(isinstance(c, str) and c for c in self.channels):
+            raise ValueError(f"channels must be a list of names, got {self.channels!r}")
+        if len(self.channels) != config.in_channels:
+            raise ValueError(
+                f"channels {self.channels} do not match the network's {config.in_channels} input channels"
+            )
+        if len(self.target_spacing) != 3 or not all(_positive_number(s) for s in self.target_spacing):
+            raise ValueError(f"target_spacing must be 3 positive numbers (mm), got {self.target_spacing!r}")
+        if len(self.patch_size) != 3 or not all(_positive_int(p) for p in self.patch_size):
+            raise ValueError(f"patch_size must be 3 positive integers (z, y, x), got {self.patch_size!r}")
+        if any(p % config.required_divisor for p in self.patch_size):
+            raise ValueError(
+                f"patch_size {self.patch_size} must be divisible by {config.required_divisor} for this network"
+            )
+        if not _finite_number(self.threshold) or not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+        if not _finite_number(self.min_lesion_mm3) or self.min_lesion_mm3 < 0:
+            raise ValueError(f"min_lesion_mm3 must be a number >= 0, got {self.min_lesion_mm3!r}")
+        if not isinstance(self.normalization, dict):
+            raise ValueError(f"normalization must be a JSON object, got {self.normalization!r}")
+        if not isinstance(self.provenance, dict):
+            raise ValueError(f"provenance must be a JSON object, got {self.provenance!r}")
+        if not isinstance(self.description, str):
+            raise ValueError("description must be a string")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        data = asdict(self)
+        data["target_spacing"] = [float(s) for s in self.target_spacing]
+        data["patch_size"] = [int(p) for p in self.patch_size]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelMetadata:
+        """Build and validate; raises ValueError (callers that read files turn it into ModelFileError)."""
+        if not isinstance(data, dict):
+            raise ValueError("metadata must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        missing = [name for name in ("model_id", "network", "format_version") if name not in data]
+        if missing:
+            raise ValueError(f"metadata lacks {', '.join(missing)}")
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown metadata fields {', '.join(unknown)}")
+        version = data["format_version"]
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise ValueError(
+                f"format version {version} is newer than this StrokeSeg supports ({FORMAT_VERSION}); update StrokeSeg"
+            )
+        for key in ("target_spacing", "patch_size", "channels"):
+            if key in data and not isinstance(data[key], (list, tuple)):
+                raise ValueError(f"{key} must be a list, got {data[key]!r}")
+        meta = cls(**data)
+        meta.validate()
+        return meta
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_number(value: Any) -> bool:
+    return _finite_number(value) and value > 0
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+@dataclass
+class LoadedModel:
+    """A ready network (eval mode, on the requested device) with its metadata and the file's checksum."""
+
+    network: AttentionUNet3D
+    metadata: ModelMetadata
+    sha256: str
+    path: Path
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (model files are tens of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_model(path: str | Path, network: AttentionUNet3D, metadata: ModelMetadata) -> Path:
+    """Write weights + metadata atomically. The metadata's network config must be the network's own."""
+    metadata.validate()
+    config = getattr(network, "config", None)
+    if not isinstance(config, NetworkConfig):
+        raise ValueError("save_model expects an AttentionUNet3D (a network with a NetworkConfig .config)")
+    if metadata.network_config != config:
+        raise ValueError(f"metadata.network {metadata.network} does not describe this network {config.to_dict()}")
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in network.state_dict().items()}
+    header = {METADATA_KEY: json.dumps(metadata.to_dict(), sort_keys=True)}
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+    return target
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """Parse the safetensors JSON header by hand, refusing anything that is not one."""
+    if not path.is_file():
+        raise ModelFileError("model file not found", path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ModelFileError(f"{_NOT_SAFETENSORS}: the file is too short", path)
+        (length,) = struct.unpack("<Q", prefix)
+        if length < 2 or length > _MAX_HEADER_BYTES or 8 + length > size:
+            raise ModelFileError(f"{_NOT_SAFETENSORS}: no valid header", path)
+        raw = handle.read(length)
+    if not raw.startswith(b"{"):
+        raise ModelFileError(f"{_NOT_SAFETENSORS}: no valid header", path)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{_NOT_SAFETENSORS}: the header is not valid JSON", path) from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{_NOT_SAFETENSORS}: no valid header", path)
+    return header
+
+
+def read_metadata(path: str | Path) -> ModelMetadata:
+    """Read and validate the metadata only (no tensors loaded): fast enough for listing many models."""
+    path = Path(path)
+    header = _read_header(path)
+    extra = header.get("__metadata__")
+    if not isinstance(extra, dict) or METADATA_KEY not in extra:
+        raise ModelFileError(
+            "a safetensors file but not a StrokeSeg model: it has no StrokeSeg metadata in its header", path
+        )
+    try:
+        data = json.loads(extra[METADATA_KEY])
+    except (TypeError, json.JSONDecodeError):
+        raise ModelFileError("the StrokeSeg metadata in the header is not valid JSON", path) from None
+    try:
+        return ModelMetadata.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"invalid StrokeSeg metadata: {exc}", path) from None
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the network from the metadata and load the weights strictly; never unpickles anything."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    target = resolve_device(device)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for truncated or inconsistent files
+        raise ModelFileError(f"the weights could not be read ({exc})", path) from None
+    network = AttentionUNet3D(metadata.network_config)
+    try:
+        network.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise ModelFileError(
+            f"the weights do not match the network described in the metadata: {detail[:600]}", path
+        ) from None
+    network.to(target).eval()
+    return LoadedModel(network=network, metadata=metadata, sha256=file_sha256(path), path=path)
