@@ -23,6 +23,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from .atomic import atomic_path
 from .errors import InvalidImageError
@@ -230,6 +231,7 @@ def dice_histogram_png(path: str | Path, dices: Sequence[float]) -> Path:
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel("Dice")
     ax.set_ylabel("cases")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if values.size:
         ax.axvline(float(np.mean(values)), color="#cc3311", linestyle="-", label=f"mean {np.mean(values):.3f}")
         ax.axvline(float(np.median(values)), color="#ee7733", linestyle="--", label=f"median {np.median(values):.3f}")
