@@ -10,6 +10,7 @@ import SimpleITK as sitk
 from StrokeSegLib.brain_mask import compute_brain_mask, is_skull_stripped
 from StrokeSegLib.errors import GeometryError, InvalidImageError
 from StrokeSegLib.geometry import Grid
+from StrokeSegLib.synthetic import make_synthetic_case
 
 OBLIQUE = (0.9848, -0.1736, 0.0, 0.1710, 0.9698, -0.1736, 0.0301, 0.1710, 0.9848)
 
@@ -74,6 +75,17 @@ def test_whole_head_works_for_other_spacing() -> None:
     assert dice(mask, brain) > 0.97
 
 
+@pytest.mark.parametrize("skull", [False, True])
+def test_synthetic_case_with_and_without_skull_on_zero_background(skull: bool) -> None:
+    # With skull, the head sits on an exactly-zero background (like scanner background suppression) and its scalp is
+    # brighter than brain: many zeros must not be mistaken for skull stripping.
+    case = make_synthetic_case(seed=4, size=(80, 80, 30), spacing=(0.9, 0.9, 4.0), skull=skull)
+    truth = sitk.GetArrayFromImage(case.brain_mask).astype(bool)
+    assert is_skull_stripped(case.dwi) is (not skull)
+    mask = sitk.GetArrayFromImage(compute_brain_mask(case.dwi, case.adc)).astype(bool)
+    assert dice(mask, truth) > (0.99 if not skull else 0.92)
+
+
 def test_bad_input() -> None:
     dwi, _ = head(skull=False)
     other = sitk.Image(dwi)
@@ -95,6 +107,14 @@ def test_real_nonstripped_case_matches_reference_mask(nonstripped_case: Path) ->
     # Measured 0.923 (volume ratio 0.87); the reference is a tight mask from another group.
     assert dice(mask, reference) > 0.88
     assert 0.75 < mask.sum() / reference.sum() < 1.15
+    # The same scan with its background zeroed (as some scanners export it) is still treated as a whole head.
+    array = sitk.GetArrayFromImage(dwi)
+    smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(sitk.Cast(dwi, sitk.sitkFloat32), 3.0))
+    suppressed = sitk.GetImageFromArray(np.where(smooth > 12, array, 0).astype(array.dtype))
+    suppressed.CopyInformation(dwi)
+    assert np.mean(sitk.GetArrayViewFromImage(suppressed) == 0) > 0.3
+    mask = sitk.GetArrayFromImage(compute_brain_mask(suppressed)).astype(bool)
+    assert dice(mask, reference) > 0.88        # measured 0.91
 
 
 def test_real_isles_case_is_stripped(isles_root: Path) -> None:
