@@ -119,7 +119,7 @@ def _predict_batch(
     return total
 
 
-def _pad_to_patch(image: torch.Tensor, patch: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[slice, ...]]:
+def pad_to_patch(image: torch.Tensor, patch: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[slice, ...]]:
     """Zero-pad (centred) axes shorter than the patch; return the padded image and the slices that undo it."""
     pads: list[int] = []
     crop: list[slice] = []
@@ -199,7 +199,7 @@ def _run(
     cancel: CancelToken | None,
 ) -> torch.Tensor:
     report(progress, STAGE, 0.0)
-    padded, crop = _pad_to_patch(image.to(device=device, dtype=torch.float32), patch)
+    padded, crop = pad_to_patch(image.to(device=device, dtype=torch.float32), patch)
     spatial = tuple(padded.shape[1:])
     starts = iter_window_starts(spatial, patch, overlap)
     gauss = gaussian_importance(patch, device)
