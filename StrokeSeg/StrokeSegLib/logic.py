@@ -1,0 +1,262 @@
+"""Scene-facing logic: volume nodes in, a segmentation node with the lesion out (no Qt, usable from any Slicer Python).
+
+Two ways to run, both ending in the same :meth:`StrokeSegLogic.loadResult`:
+
+* :meth:`StrokeSegLogic.process` runs blocking in this process (scripts, tests, the Segment Editor effect);
+* :class:`BackgroundSegmentation` writes the inputs to a temporary folder and builds the ``strokeseg segment`` command
+  that the module panel runs in a separate PythonSlicer process, so the GUI stays responsive and Cancel can kill it.
+
+``slicer`` is reached only through :mod:`StrokeSegLib.mrml`, imported inside functions, so importing this module never
+needs Slicer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import StrokeSegError
+from .progress import CancelToken, ProgressCallback, check_cancel, report
+
+# What `strokeseg segment --progress machine` prints before stage and fraction (cli.PROGRESS_PREFIX; kept here so the
+# panel does not import the command-line module).
+PROGRESS_PREFIX = "STROKESEG_PROGRESS"
+MODULE_DIR = Path(__file__).resolve().parents[1]  # holds StrokeSegLib: put on the child's PYTHONPATH
+
+
+def _mrml() -> Any:
+    from . import mrml
+
+    return mrml
+
+
+def mask_statistics(mask: sitk.Image) -> dict[str, float | int]:
+    """Voxel count, volume in mL (count x voxel volume) and 26-connected lesion count of ``mask > 0``."""
+    binary = sitk.Cast(mask > 0, sitk.sitkUInt8)
+    voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(binary)))
+    voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
+    components = sitk.ConnectedComponent(binary, True)
+    count = int(sitk.GetArrayViewFromImage(components).max()) if voxels else 0
+    return {"voxels": voxels, "voxel_volume_ml": voxel_ml, "lesion_volume_ml": voxels * voxel_ml, "lesion_count": count}
+
+
+def summary_text(result_report: dict[str, Any] | None) -> str:
+    """One line for the panel: volume and count (and which model/device produced them)."""
+    if not result_report:
+        return ""
+    count = int(result_report.get("lesion_count", 0))
+    text = f"Lesion volume {float(result_report.get('lesion_volume_ml', 0.0)):.2f} mL in {count} lesion{'s' * (count != 1)}"
+    details = [str(result_report[k]) for k in ("model_id", "device") if result_report.get(k)]
+    return text + (f" ({', '.join(details)})" if details else "")
+
+
+class StrokeSegLogic:
+    """Segment acute ischemic stroke lesions from DWI and ADC volume nodes into a segmentation node.
+
+    A plain class (Slicer's ScriptedLoadableModuleLogic imports Qt); ``lastReport`` holds the report of the last run:
+    ``lesion_volume_ml``, ``lesion_count``, ``lesions``, ``timings``, ``device``, ``model_id`` and ``voxels``.
+    """
+
+    def __init__(self) -> None:
+        self.lastReport: dict[str, Any] | None = None
+
+    def process(
+        self,
+        dwiVolumeNode: Any,
+        adcVolumeNode: Any,
+        outputSegmentationNode: Any = None,
+        *,
+        model: Any = None,
+        device: str = "auto",
+        tta: bool = False,
+        threshold: float | None = None,
+        minLesionMm3: float | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Any:
+        """Run the whole pipeline blocking and return the segmentation node (created when None)."""
+        if dwiVolumeNode is None or adcVolumeNode is None:
+            raise StrokeSegError("Select both a DWI and an ADC volume.")
+        from . import segmentation as seg
+
+        mrml = _mrml()
+        report(progress, "Reading volumes", 0.0)
+        dwi = sitk.Cast(mrml.volume_node_to_sitk(dwiVolumeNode), sitk.sitkFloat32)
+        adc = sitk.Cast(mrml.volume_node_to_sitk(adcVolumeNode), sitk.sitkFloat32)
+        report(progress, "Reading volumes", 1.0)
+        check_cancel(cancel)
+        options = seg.SegmentOptions(device=device, tta=tta, threshold=threshold, min_lesion_mm3=minLesionMm3)
+        result = seg.segment_images(dwi, adc, model, options, progress, cancel)
+        check_cancel(cancel)
+        return self.loadResult(result.mask, dwiVolumeNode, outputSegmentationNode, result.report)
+
+    def loadResult(
+        self,
+        mask: sitk.Image,
+        dwiVolumeNode: Any,
+        outputSegmentationNode: Any = None,
+        resultReport: dict[str, Any] | None = None,
+    ) -> Any:
+        """Put ``mask`` (on the DWI's world grid) into the lesion segment, replacing an earlier one; record the report.
+
+        A new segmentation node is placed under the DWI's transform so that it follows the DWI if the user moves it.
+        """
+        mrml = _mrml()
+        if outputSegmentationNode is None:
+            scene = dwiVolumeNode.GetScene()
+            outputSegmentationNode = scene.AddNewNodeByClass(
+                "vtkMRMLSegmentationNode", scene.GenerateUniqueName(f"{dwiVolumeNode.GetName()} stroke lesion")
+            )
+            if dwiVolumeNode.GetTransformNodeID():
+                outputSegmentationNode.SetAndObserveTransformNodeID(dwiVolumeNode.GetTransformNodeID())
+        mrml.fill_segmentation_from_labelmap(outputSegmentationNode, mask, dwiVolumeNode)
+        stats = mask_statistics(mask)
+        full = dict(resultReport or {})
+        # The volume is measured on what the segment now holds; the count is the engine's when it gave one.
+        full.setdefault("lesion_count", stats["lesion_count"])
+        full.update(voxels=stats["voxels"], lesion_volume_ml=stats["lesion_volume_ml"])
+        full["segmentation_node_id"] = outputSegmentationNode.GetID()
+        self.lastReport = full
+        return outputSegmentationNode
+
+
+@dataclass
+class BackgroundSegmentation:
+    """One ``strokeseg segment`` run in a child process: its inputs on disk, its command, and where results appear."""
+
+    workdir: Path
+    dwi_path: Path
+    adc_path: Path
+    mask_path: Path
+    report_path: Path
+    command: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+    owns_workdir: bool = True
+
+    @classmethod
+    def prepare(
+        cls,
+        dwiVolumeNode: Any,
+        adcVolumeNode: Any,
+        *,
+        model: str | Path | None = None,
+        device: str = "auto",
+        tta: bool = False,
+        threshold: float | None = None,
+        minLesionMm3: float | None = None,
+        python: str | None = None,
+        workdir: str | Path | None = None,
+    ) -> BackgroundSegmentation:
+        """Write DWI and ADC (world geometry, NRRD keeps the direction exactly) and build the command line.
+
+        ``python`` is the interpreter to run (PythonSlicer inside Slicer; this interpreter by default).
+        """
+        mrml = _mrml()
+        if dwiVolumeNode is None or adcVolumeNode is None:
+            raise StrokeSegError("Select both a DWI and an ADC volume.")
+        owns = workdir is None
+        folder = Path(tempfile.mkdtemp(prefix="strokeseg-")) if workdir is None else Path(workdir)
+        folder.mkdir(parents=True, exist_ok=True)
+        job = cls(
+            workdir=folder,
+            dwi_path=folder / "dwi.nrrd",
+            adc_path=folder / "adc.nrrd",
+            mask_path=folder / "lesion_mask.nrrd",
+            report_path=folder / "report.json",
+            command=[],
+            owns_workdir=owns,
+        )
+        try:
+            sitk.WriteImage(sitk.Cast(mrml.volume_node_to_sitk(dwiVolumeNode), sitk.sitkFloat32), str(job.dwi_path))
+            sitk.WriteImage(sitk.Cast(mrml.volume_node_to_sitk(adcVolumeNode), sitk.sitkFloat32), str(job.adc_path))
+        except Exception:
+            job.cleanup()
+            raise
+        job.command = build_segment_command(
+            python or sys.executable,
+            job.dwi_path,
+            job.adc_path,
+            job.mask_path,
+            job.report_path,
+            model=model,
+            device=device,
+            tta=tta,
+            threshold=threshold,
+            min_lesion_mm3=minLesionMm3,
+        )
+        job.environment = child_environment()
+        return job
+
+    def finish(
+        self, returncode: int, logic: StrokeSegLogic, dwiVolumeNode: Any, outputSegmentationNode: Any = None
+    ) -> Any:
+        """Load the child's mask into the segmentation; raise with the child's reason when it failed."""
+        if returncode != 0 or not self.mask_path.is_file():
+            raise StrokeSegError(
+                {130: "Segmentation was cancelled."}.get(
+                    returncode, f"Segmentation failed (exit status {returncode}); see the log for the reason."
+                )
+            )
+        mask = sitk.ReadImage(str(self.mask_path))
+        result_report = json.loads(self.report_path.read_text()) if self.report_path.is_file() else {}
+        return logic.loadResult(mask, dwiVolumeNode, outputSegmentationNode, result_report)
+
+    def cleanup(self) -> None:
+        """Remove the temporary folder (only one this job created)."""
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def build_segment_command(
+    python: str,
+    dwi_path: str | Path,
+    adc_path: str | Path,
+    mask_path: str | Path,
+    report_path: str | Path,
+    *,
+    model: str | Path | None = None,
+    device: str = "auto",
+    tta: bool = False,
+    threshold: float | None = None,
+    min_lesion_mm3: float | None = None,
+) -> list[str]:
+    """``python -m StrokeSegLib.cli segment ...`` with machine-readable progress on stdout."""
+    command = [python, "-m", "StrokeSegLib.cli", "segment", "--dwi", str(dwi_path), "--adc", str(adc_path)]
+    command += ["--out", str(mask_path), "--report", str(report_path), "--progress", "machine", "--device", device]
+    if model:
+        command += ["--model", str(model)]
+    if tta:
+        command.append("--tta")
+    if threshold is not None:
+        command += ["--threshold", repr(float(threshold))]
+    if min_lesion_mm3 is not None:
+        command += ["--min-lesion-mm3", repr(float(min_lesion_mm3))]
+    return command
+
+
+def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment additions for the child: StrokeSegLib's folder first on PYTHONPATH (Slicer adds it only in-process)."""
+    base = dict(os.environ if base is None else base)
+    paths: Sequence[str] = [str(MODULE_DIR)] + [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)), "PYTHONUNBUFFERED": "1"}
+
+
+def parse_progress_line(line: str) -> tuple[str, float] | None:
+    """``(stage, fraction)`` from a ``STROKESEG_PROGRESS<TAB>stage<TAB>fraction`` line, else None (ordinary log)."""
+    parts = line.rstrip("\r\n").split("\t")
+    if len(parts) != 3 or parts[0] != PROGRESS_PREFIX:
+        return None
+    try:
+        fraction = float(parts[2])
+    except ValueError:
+        return None
+    return parts[1], min(max(fraction, 0.0), 1.0)
