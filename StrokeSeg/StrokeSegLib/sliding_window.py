@@ -80,7 +80,7 @@ def gaussian_importance(patch: Sequence[int], device: torch.device | str = "cpu"
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
@@ -214,7 +214,7 @@ def _run(
         try:
             batch = torch.stack([padded[:, z : z + pz, y : y + py, x : x + px] for z, y, x in chunk])
             probs = _predict_batch(network, batch, gauss, device, amp, mirror_tta)
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
+        except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
             if not _is_out_of_memory(exc):
                 raise
             out_of_memory = True
