@@ -46,7 +46,15 @@ def focal_tversky(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.2
     not on its own produce a maximal loss for a handful of false-positive voxels. ``1 - TI`` is clamped at 1e-6 so
     that the fractional power stays differentiable when a batch is segmented perfectly.
     """
-    ti = tversky_index(torch.sigmoid(logits.float()), target, alpha, beta, smooth, batch_reduction)
+    return focal_tversky_prob(torch.sigmoid(logits.float()), target, alpha, beta, gamma, convention, smooth,
+                              batch_reduction)
+
+
+def focal_tversky_prob(prob: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, beta: float = 0.85,
+                       gamma: float = 2.0, convention: str = "inverse", smooth: float = 1.0,
+                       batch_reduction: bool = True) -> torch.Tensor:
+    """:func:`focal_tversky` on probabilities (validation scores whole-volume sliding-window probabilities)."""
+    ti = tversky_index(prob, target, alpha, beta, smooth, batch_reduction)
     one_minus = (1.0 - ti).clamp_min(1e-6)
     exponent = 1.0 / gamma if convention == "inverse" else gamma
     return one_minus.pow(exponent).mean()
