@@ -6,6 +6,7 @@ reported volume) is tested on its own, quickly; the last tests run the real pipe
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ import StrokeSegLib  # noqa: E402
 from StrokeSegLib import logic as logic_module  # noqa: E402
 from StrokeSegLib import mrml  # noqa: E402
 from StrokeSegLib.errors import CancelledError, StrokeSegError  # noqa: E402
-from StrokeSegLib.logic import BackgroundSegmentation, StrokeSegLogic, parse_progress_line  # noqa: E402
+from StrokeSegLib.logic import BackgroundSegmentation, OutputReader, StrokeSegLogic, parse_progress_line  # noqa: E402
 from StrokeSegLib.synthetic import make_synthetic_case  # noqa: E402
 
 SIZE = (28, 24, 12)
@@ -215,6 +216,16 @@ def test_background_job_writes_inputs_builds_command_and_loads_result(scene, fak
     assert not job.workdir.exists()
 
 
+def test_output_reader_collects_lines_without_blocking() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('a', flush=True); time.sleep(0.3); print('b')"],
+                             stdout=subprocess.PIPE, text=True)
+    reader = OutputReader(child.stdout)
+    first = reader.lines()  # returns at once, whatever has arrived
+    assert first in ([], ["a\n"])
+    child.wait(timeout=10)
+    assert first + reader.lines(wait=True) == ["a\n", "b\n"]
+
+
 def test_progress_lines_are_parsed() -> None:
     assert parse_progress_line("STROKESEG_PROGRESS\tPredicting\t0.2500\n") == ("Predicting", 0.25)
     assert parse_progress_line("STROKESEG_PROGRESS\tPredicting\t7") == ("Predicting", 1.0)
@@ -272,13 +283,20 @@ def test_background_child_process_matches_in_process_run(scene, tiny_model: Path
     _, dwi, adc = add_case(scene, seed=5, oblique=True)
     job = BackgroundSegmentation.prepare(dwi, adc, model=tiny_model, device="cpu", threshold=0.5)
     try:
-        env = {**__import__("os").environ, **job.environment}
-        child = subprocess.run(job.command, env=env, capture_output=True, text=True, timeout=120)
-        assert child.returncode == 0, child.stderr
-        stages = [p[0] for p in map(parse_progress_line, child.stdout.splitlines()) if p]
-        assert stages, f"no machine-readable progress in: {child.stdout[:500]}"
+        # As the panel does: merged output read on a thread, polled until the child exits.
+        env = {**os.environ, **job.environment}
+        child = subprocess.Popen(job.command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reader = OutputReader(child.stdout)
+        try:
+            returncode = child.wait(timeout=120)
+        finally:
+            child.kill()
+        lines = reader.lines(wait=True)
+        assert returncode == 0, "".join(lines)[-2000:]
+        stages = [p[0] for p in map(parse_progress_line, lines) if p]
+        assert stages, f"no machine-readable progress in: {''.join(lines)[:500]}"
         background = StrokeSegLogic()
-        seg_bg = job.finish(child.returncode, background, dwi)
+        seg_bg = job.finish(returncode, background, dwi)
         in_process = StrokeSegLogic()
         seg_fg = in_process.process(dwi, adc, model=tiny_model, device="cpu", threshold=0.5)
         np.testing.assert_array_equal(exported(seg_bg, dwi), exported(seg_fg, dwi))

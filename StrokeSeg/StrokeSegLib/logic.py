@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
+from typing import IO
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,3 +263,30 @@ def parse_progress_line(line: str) -> tuple[str, float] | None:
     except ValueError:
         return None
     return parts[1], min(max(fraction, 0.0), 1.0)
+
+
+class OutputReader:
+    """Collects a child's output lines on a thread, so a GUI timer can poll them without ever blocking."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: queue.Queue[str] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        try:
+            for line in iter(stream.readline, ""):
+                self._lines.put(line)
+        finally:
+            stream.close()
+
+    def lines(self, wait: bool = False) -> list[str]:
+        """Lines received so far; ``wait=True`` first waits for the end of the output (call once the child exited)."""
+        if wait:
+            self._thread.join(timeout=10)
+        out = []
+        while True:
+            try:
+                out.append(self._lines.get_nowait())
+            except queue.Empty:
+                return out
