@@ -68,6 +68,12 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def _legend(ax, where: str) -> None:
+    """A legend only when something was drawn (no validation yet: no legend, no warning)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc=where, fontsize="small")
+
+
 def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> None:
     """Three panels: training/validation loss, validation Dice (with lesion F1), and learning rate (log scale)."""
     import matplotlib
@@ -82,13 +88,13 @@ def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> None:
         if x:
             ax_loss.plot(x, y, marker=".", label=label)
     ax_loss.set(title="Loss", xlabel="epoch")
-    ax_loss.legend(loc="upper right", fontsize="small")
+    _legend(ax_loss, "upper right")
     for key, label in (("val_dice", "Dice"), ("val_lesion_f1", "lesion F1")):
         x, y = _series(rows, key)
         if x:
             ax_dice.plot(x, y, marker=".", label=label)
     ax_dice.set(title="Validation (native space)", xlabel="epoch", ylim=(0, 1))
-    ax_dice.legend(loc="lower right", fontsize="small")
+    _legend(ax_dice, "lower right")
     x, y = _series(rows, "lr")
     if x:
         ax_lr.plot(x, y, marker=".")

@@ -1,0 +1,109 @@
+"""End-to-end training on tiny synthetic cases: train, validate in native space, export, reload, segment; resume."""
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from StrokeSegLib.errors import CancelledError, StrokeSegError
+from StrokeSegLib.evaluation import CSV_COLUMNS
+from StrokeSegLib.model_file import load_model
+from StrokeSegLib.segmentation import SegmentOptions, segment_files
+from StrokeSegTrainLib.checkpoint import load_checkpoint
+from StrokeSegTrainLib.history import History
+from StrokeSegTrainLib.splits import patient_id
+from StrokeSegTrainLib.trainer import train
+
+from train_fixtures import tiny_config, write_synthetic_root
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return write_synthetic_root(tmp_path_factory.mktemp("isles"))
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_tiny_run_trains_validates_exports_and_reloads(data_root, cache_dir, tmp_path) -> None:
+    out = tmp_path / "run"
+    result = train(tiny_config(), data_root, out, fold=1, device="cpu", cache_dir=cache_dir)
+    fold = out / "fold_1"
+    assert result.fold_dir == fold and len(result.history) == 2
+    for name in ("history.csv", "history.json", "curves.png", "train.log", "checkpoint.pt", "best.pt", "DONE"):
+        assert (fold / name).is_file(), name
+    rows = json.loads((fold / "history.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2] and all(np.isfinite(r["train_loss"]) for r in rows)
+    assert {"val_dice", "val_loss", "lr", "val_lesion_f1"} <= set(rows[0])
+
+    splits = json.loads((out / "splits.json").read_text())["folds"]
+    val_ids = splits[1]["val"]
+    assert {patient_id(c) for c in val_ids}.isdisjoint({patient_id(c) for c in splits[1]["train"]})
+    metrics = (fold / "validation" / "metrics.csv").read_text().splitlines()
+    assert metrics[0] == ",".join(CSV_COLUMNS) and len(metrics) == 1 + len(val_ids)
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert summary["n_cases"] == len(val_ids)
+
+    state = load_checkpoint(fold / "checkpoint.pt")  # weights_only=True inside
+    assert state["epoch"] == 2 and {"optimizer", "scheduler", "sampler", "rng", "history"} <= set(state)
+
+    loaded = load_model(result.model_path)
+    assert loaded.metadata.provenance["fold"] == 1
+    assert loaded.metadata.provenance["val_cases"] == val_ids
+    assert loaded.metadata.patch_size == (16, 16, 16) and not loaded.metadata.network_config.deep_supervision
+    best = load_checkpoint(fold / "best.pt")["model"]
+    for name, tensor in loaded.network.state_dict().items():
+        assert torch.equal(tensor, best[name]), name
+
+    case_dir = data_root / "sub-p1" / "ses-0001" / "dwi"
+    seg = segment_files(case_dir / "sub-p1_ses-0001_dwi.nii.gz", case_dir / "sub-p1_ses-0001_adc.nii.gz",
+                        model=result.model_path, options=SegmentOptions(device="cpu"))
+    dwi = sitk.ReadImage(str(case_dir / "sub-p1_ses-0001_dwi.nii.gz"))
+    assert seg.mask.GetSize() == dwi.GetSize()
+
+    with pytest.raises(StrokeSegError, match="--resume"):
+        train(tiny_config(), data_root, out, fold=1, device="cpu", cache_dir=cache_dir)
+
+
+class _CancelInEpoch:
+    """Progress callback + cancel token that interrupts the run in the middle of a given epoch (a 'kill')."""
+
+    def __init__(self, epoch: int, epochs: int) -> None:
+        self.event = threading.Event()
+        self.threshold = (epoch - 1 + 0.5) / epochs
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if stage == "Training" and fraction >= self.threshold:
+            self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+def test_killed_and_resumed_run_equals_uninterrupted_run(data_root, cache_dir, tmp_path) -> None:
+    config = tiny_config(epochs=4, validate_every=2)
+    straight = train(config, data_root, tmp_path / "a", fold=0, device="cpu", cache_dir=cache_dir)
+
+    killer = _CancelInEpoch(epoch=3, epochs=4)
+    with pytest.raises(CancelledError):
+        train(config, data_root, tmp_path / "b", 0, killer, killer, device="cpu", cache_dir=cache_dir)
+    assert load_checkpoint(tmp_path / "b" / "fold_0" / "checkpoint.pt")["epoch"] == 2
+    resumed = train(config, data_root, tmp_path / "b", fold=0, device="cpu", cache_dir=cache_dir, resume=True)
+
+    assert json.dumps(straight.history.without_timing()) == json.dumps(resumed.history.without_timing())
+    assert len(History(json.loads((tmp_path / "b" / "fold_0" / "history.json").read_text()))) == 4
+    a = load_checkpoint(tmp_path / "a" / "fold_0" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "fold_0" / "checkpoint.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert a["optimizer"]["state"][0]["step"] == b["optimizer"]["state"][0]["step"]
+
+    changed = config.with_overrides(batch_size=3)
+    with pytest.raises(StrokeSegError, match="batch_size"):
+        train(changed, data_root, tmp_path / "b", fold=0, device="cpu", cache_dir=cache_dir, resume=True)

@@ -1,0 +1,30 @@
+"""Shared tiny training set-up for the train tests: synthetic ISLES trees and a configuration that runs in seconds."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
+from StrokeSegTrainLib.config import AugmentationConfig, NetworkSection, PreprocessSection, TrainConfig
+
+# Five patients, one with two sessions: the patient-level split must keep sub-p0's sessions together.
+CASE_IDS = ("sub-p0_ses-0001", "sub-p0_ses-0002", "sub-p1_ses-0001", "sub-p2_ses-0001", "sub-p3_ses-0001",
+            "sub-p4_ses-0001")
+
+
+def write_synthetic_root(root: Path) -> Path:
+    """Six small synthetic cases (32x32x20 voxels of 4x4x6 mm) in the Zenodo layout."""
+    for seed, case_id in enumerate(CASE_IDS):
+        case = make_synthetic_case(seed=seed, size=(32, 32, 20), spacing=(4.0, 4.0, 6.0))
+        write_synthetic_case(case, root, case_id)
+    return root
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    """A 3-level network with 4-16 features on 16^3 patches at 4 mm: the whole pipeline, none of the cost."""
+    config = TrainConfig(
+        network=NetworkSection(features=(4, 8, 16), deep_supervision=True),
+        preprocess=PreprocessSection(target_spacing=(4.0, 4.0, 4.0)),
+        augmentation=AugmentationConfig(rotation_probability=0.5, scale_probability=0.5),
+        patch_size=(16, 16, 16), batch_size=2, epochs=2, iterations_per_epoch=2, validate_every=1,
+        num_folds=5, deterministic=True, prefetch_batches=1, val_overlap=0.25, val_batch_size=4)
+    return config.with_overrides(**overrides) if overrides else config
