@@ -239,19 +239,25 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from StrokeSegLib.dependencies import ensure_dependencies
 
         dwi, adc = self.ui.dwiSelector.currentNode(), self.ui.adcSelector.currentNode()
-        with slicer.util.tryWithErrorDisplay(_("StrokeSeg could not start."), waitCursor=True):
-            if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
-                return
-            self.job = BackgroundSegmentation.prepare(dwi, adc, python=pythonSlicerExecutable(), **self.options())
-            logging.info("StrokeSeg: " + " ".join(self.job.command))
-            self.process = slicer.util.launchConsoleProcess(
-                self.job.command, useStartupEnvironment=False, updateEnvironment=self.job.environment
-            )
-            self.reader = OutputReader(self.process.stdout)
-            self.outputLines = []
-            self.cancelRequested = False
-            self.setRunning(True)
-            self.timer.start()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("StrokeSeg could not start."), waitCursor=True):
+                if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
+                    return
+                self.job = BackgroundSegmentation.prepare(dwi, adc, python=pythonSlicerExecutable(), **self.options())
+                logging.info("StrokeSeg: " + " ".join(self.job.command))
+                self.process = slicer.util.launchConsoleProcess(
+                    self.job.command, useStartupEnvironment=False, updateEnvironment=self.job.environment
+                )
+        except Exception:  # already shown and logged by tryWithErrorDisplay
+            if self.job is not None:
+                self.job.cleanup()
+            self.job, self.process = None, None
+            return
+        self.reader = OutputReader(self.process.stdout)
+        self.outputLines = []
+        self.cancelRequested = False
+        self.setRunning(True)
+        self.timer.start()
 
     def setRunning(self, running: bool) -> None:
         self.ui.applyButton.text = _("Cancel") if running else _("Apply")
