@@ -186,6 +186,23 @@ def test_missing_inputs_are_explained(scene) -> None:
         StrokeSegLogic().process(None, None)
 
 
+def test_non_finite_voxels_warn_and_constant_volumes_are_refused(scene, fake_engine: FakeEngine) -> None:
+    from StrokeSegLib.errors import InvalidImageError, NonFiniteVoxelsWarning
+
+    case, dwi, adc = add_case(scene, seed=9)
+    array = slicer.util.arrayFromVolume(adc)
+    array[0, 0, :3] = np.nan
+    slicer.util.arrayFromVolumeModified(adc)
+    with pytest.warns(NonFiniteVoxelsWarning, match="ADC volume 'case ADC': 3 NaN"):
+        StrokeSegLogic().process(dwi, adc)
+    assert np.isfinite(sitk.GetArrayViewFromImage(fake_engine.calls[0]["adc"])).all()
+
+    slicer.util.arrayFromVolume(dwi)[:] = 7.0
+    slicer.util.arrayFromVolumeModified(dwi)
+    with pytest.raises(InvalidImageError, match="DWI volume 'case DWI' is empty"):
+        StrokeSegLogic().process(dwi, adc)
+
+
 def test_background_job_writes_inputs_builds_command_and_loads_result(scene, fake_engine: FakeEngine,
                                                                       tmp_path: Path) -> None:
     case, dwi, adc = add_case(scene, seed=3)

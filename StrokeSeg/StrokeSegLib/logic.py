@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import IO
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import StrokeSegError
+from .errors import InvalidImageError, NonFiniteVoxelsWarning, StrokeSegError
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 # What `strokeseg segment --progress machine` prints before stage and fraction (cli.PROGRESS_PREFIX; kept here so the
@@ -40,6 +41,28 @@ def _mrml() -> Any:
     from . import mrml
 
     return mrml
+
+
+def input_image(node: Any, role: str) -> sitk.Image:
+    """A volume node as float32 SimpleITK image, held to the same rules as files read by the command line.
+
+    NaN/inf become 0 with a warning naming the volume; a volume whose voxels are all equal is refused.
+    """
+    image = _mrml().volume_node_to_sitk(node)
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        warnings.warn(
+            f"{role} volume '{node.GetName()}': {int(bad.sum())} NaN or infinite voxel(s) were replaced by 0.",
+            NonFiniteVoxelsWarning,
+            stacklevel=2,
+        )
+        array[bad] = 0.0
+    if array.size == 0 or float(array.min()) == float(array.max()):
+        raise InvalidImageError(f"{role} volume '{node.GetName()}' is empty: all its voxels are equal.")
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(image)
+    return out
 
 
 def mask_statistics(mask: sitk.Image) -> dict[str, float | int]:
@@ -91,10 +114,9 @@ class StrokeSegLogic:
             raise StrokeSegError("Select both a DWI and an ADC volume.")
         from . import segmentation as seg
 
-        mrml = _mrml()
         report(progress, "Reading volumes", 0.0)
-        dwi = sitk.Cast(mrml.volume_node_to_sitk(dwiVolumeNode), sitk.sitkFloat32)
-        adc = sitk.Cast(mrml.volume_node_to_sitk(adcVolumeNode), sitk.sitkFloat32)
+        dwi = input_image(dwiVolumeNode, "DWI")
+        adc = input_image(adcVolumeNode, "ADC")
         report(progress, "Reading volumes", 1.0)
         check_cancel(cancel)
         options = seg.SegmentOptions(device=device, tta=tta, threshold=threshold, min_lesion_mm3=minLesionMm3)
@@ -163,7 +185,6 @@ class BackgroundSegmentation:
 
         ``python`` is the interpreter to run (PythonSlicer inside Slicer; this interpreter by default).
         """
-        mrml = _mrml()
         if dwiVolumeNode is None or adcVolumeNode is None:
             raise StrokeSegError("Select both a DWI and an ADC volume.")
         owns = workdir is None
@@ -179,8 +200,8 @@ class BackgroundSegmentation:
             owns_workdir=owns,
         )
         try:
-            sitk.WriteImage(sitk.Cast(mrml.volume_node_to_sitk(dwiVolumeNode), sitk.sitkFloat32), str(job.dwi_path))
-            sitk.WriteImage(sitk.Cast(mrml.volume_node_to_sitk(adcVolumeNode), sitk.sitkFloat32), str(job.adc_path))
+            sitk.WriteImage(input_image(dwiVolumeNode, "DWI"), str(job.dwi_path))
+            sitk.WriteImage(input_image(adcVolumeNode, "ADC"), str(job.adc_path))
         except Exception:
             job.cleanup()
             raise
