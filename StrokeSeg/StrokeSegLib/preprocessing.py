@@ -145,7 +145,8 @@ def prepare_case(dwi: sitk.Image, adc: sitk.Image, config: PreprocessConfig | No
     check_cancel(cancel)
 
     report(progress, "Brain mask", 0.0)
-    native_brain = compute_brain_mask(dwi, alignment.image)
+    # The ADC's zeros help only when they are its own, on the DWI grid; an interpolated ADC bleeds at the edges.
+    native_brain = compute_brain_mask(dwi, adc if alignment.method == "identity" else None)
     report(progress, "Brain mask", 1.0)
     check_cancel(cancel)
 
