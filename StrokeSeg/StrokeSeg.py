@@ -173,13 +173,18 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.ui.dwiSelector.setCurrentNode(node)
 
     def refreshModels(self, select: str | None = None) -> None:
-        """List installed models; the first is the default."""
+        """List installed models and select ``select`` (a path), else the registry's default model."""
         combo = self.ui.modelComboBox
         combo.clear()
+        self.modelsListed = False
         try:
-            from StrokeSegLib.model_registry import list_models
+            from StrokeSegLib.model_registry import DEFAULT_MODEL_ID, list_models
 
             entries = list_models()
+            self.modelsListed = True
+        except ImportError:  # torch/safetensors not installed yet: the first Apply installs them, then we list
+            combo.addItem(_("Default model (the list appears once PyTorch is installed)"), "")
+            return
         except Exception as error:  # a broken model folder must not break the panel
             logging.warning(f"StrokeSeg: could not list models: {error}")
             entries = []
@@ -188,10 +193,10 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             combo.addItem(f"{label} [{entry.source}]", str(entry.path))
         if not entries:
             combo.addItem(_("No model installed: use Import..."), "")
-        if select:
-            index = combo.findData(select)
-            if index >= 0:
-                combo.setCurrentIndex(index)
+        default = next((str(e.path) for e in entries if e.model_id == DEFAULT_MODEL_ID), None)
+        index = combo.findData(select or default) if (select or default) else -1
+        if index >= 0:
+            combo.setCurrentIndex(index)
 
     def onImportModel(self) -> None:
         path = qt.QFileDialog.getOpenFileName(
@@ -243,6 +248,8 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             with slicer.util.tryWithErrorDisplay(_("StrokeSeg could not start."), waitCursor=True):
                 if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
                     return
+                if not getattr(self, "modelsListed", True):
+                    self.refreshModels()
                 self.job = BackgroundSegmentation.prepare(dwi, adc, python=pythonSlicerExecutable(), **self.options())
                 logging.info("StrokeSeg: " + " ".join(self.job.command))
                 self.process = slicer.util.launchConsoleProcess(

@@ -101,9 +101,12 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     def refreshModels(self) -> None:
         self.modelComboBox.clear()
         try:
-            from StrokeSegLib.model_registry import list_models
+            from StrokeSegLib.model_registry import DEFAULT_MODEL_ID, list_models
 
             entries = list_models()
+        except ImportError:  # PyTorch not installed yet: Apply installs it and uses the default model
+            self.modelComboBox.addItem("Default model", "")
+            return
         except Exception as error:
             logging.warning(f"StrokeSeg: could not list models: {error}")
             entries = []
@@ -111,6 +114,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.modelComboBox.addItem(f"{entry.model_id} [{entry.source}]", str(entry.path))
         if not entries:
             self.modelComboBox.addItem("No model installed", "")
+        index = next((i for i, e in enumerate(entries) if e.model_id == DEFAULT_MODEL_ID), 0)
+        self.modelComboBox.setCurrentIndex(index)
 
     def setMRMLDefaults(self) -> None:
         self.scriptedEffect.setParameterDefault("TestTimeAugmentation", 0)
