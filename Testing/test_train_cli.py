@@ -1,0 +1,41 @@
+"""`strokeseg-train cv` end to end (every case validated once, pooled report like `strokeseg evaluate`), and errors."""
+from __future__ import annotations
+
+import csv
+import json
+
+from StrokeSegLib.evaluation import CSV_COLUMNS
+from StrokeSegTrainLib.cli import main
+
+from train_fixtures import CASE_IDS, tiny_config, write_synthetic_root
+
+
+def test_cv_pools_every_case_once(tmp_path, capsys) -> None:
+    root = write_synthetic_root(tmp_path / "isles")
+    config = tiny_config(num_folds=2, iterations_per_epoch=1, validate_every=1).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    code = main(["cv", "--data", str(root), "--out", str(out), "--config", str(tmp_path / "config.json"),
+                 "--epochs", "1", "--device", "cpu", "--quiet"])
+    assert code == 0
+    with open(out / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert sorted(r["case_id"] for r in rows) == sorted(CASE_IDS)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_cases"] == len(CASE_IDS) and set(summary["folds"]) == {"0", "1"}
+    assert {"mean", "median", "lesion_cases", "missing", "failed"} <= set(summary)
+    for fold in (0, 1):
+        assert (out / f"fold_{fold}" / "model.safetensors").is_file()
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+    assert "cross-validation: 6 cases" in capsys.readouterr().out
+
+    # A second `cv --resume` keeps the finished folds and only re-pools.
+    stamp = (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns
+    assert main(["cv", "--data", str(root), "--out", str(out), "--config", str(tmp_path / "config.json"),
+                 "--epochs", "1", "--device", "cpu", "--quiet", "--resume"]) == 0
+    assert (out / "fold_0" / "checkpoint.pt").stat().st_mtime_ns == stamp
+
+    code = main(["train", "--data", str(root), "--out", str(out), "--config", str(tmp_path / "config.json"),
+                 "--fold", "5", "--device", "cpu"])
+    assert code == 2 and "fold must be between 0 and 1" in capsys.readouterr().err
