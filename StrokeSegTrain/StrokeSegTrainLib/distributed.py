@@ -92,3 +92,20 @@ def all_reduce_mean(value: float, info: DistInfo, device: torch.device) -> float
     tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return float(tensor.item()) / info.world_size
+
+
+def replicas_agree(module: torch.nn.Module, info: DistInfo, device: torch.device) -> bool:
+    """True when every process holds bit-identical parameters (DDP kept the replicas in sync).
+
+    Compares a float64 checksum of all parameters through an all-reduce of its min and max; a cheap end-of-run check
+    that would reveal a process that skipped a step or loaded a different checkpoint.
+    """
+    if not info.enabled:
+        return True
+    with torch.no_grad():
+        total = sum(p.detach().double().sum() * (i + 1) for i, p in enumerate(module.parameters()))
+    low = torch.tensor([float(total)], dtype=torch.float64, device=device)
+    high = low.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    return bool(low.item() == high.item())

@@ -313,6 +313,11 @@ class _Run:
         """Rank 0 re-validates the best weights (writing native-space predictions and reports) and exports them."""
         result = TrainResult(self.dir, self.best_epoch, self.best_dice, None, self.history,
                              stopped_early=self.stopped_early)
+        if self.info.enabled:
+            agree = distributed.replicas_agree(self.network, self.info, self.device)
+            if self.info.is_main:
+                log.log(logging.INFO if agree else logging.ERROR, "DDP: model replicas %s on %d processes",
+                        "identical" if agree else "DIFFER", self.info.world_size)
         if self.info.is_main:
             best_path = self.dir / "best.pt"
             weights = load_checkpoint(best_path)["model"] if best_path.is_file() else self.network.state_dict()
