@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from .atomic import atomic_path, full_suffix
 from .errors import InputFileError, InvalidImageError, NonFiniteVoxelsWarning
+from .nifti_like import can_copy_header, write_nifti_like
 
 # Volumes whose b-values lie within this many s/mm² of the highest belong to the same shell (scanners report
 # 995/1000/1005 for one nominal b-value).
@@ -225,12 +226,19 @@ def read_mask(path: str | Path) -> sitk.Image:
     return mask
 
 
-def write_image(image: sitk.Image, path: str | Path, compress: bool = True) -> Path:
-    """Write ``image`` atomically (temp file beside it, then rename); the format follows the file name."""
+def write_image(image: sitk.Image, path: str | Path, compress: bool = True, like: str | Path | None = None) -> Path:
+    """Write ``image`` atomically (temp file beside it, then rename); the format follows the file name.
+
+    ``like``: the input scan the image was computed on; when both are NIfTI and the grids agree, its header is reused
+    so the output's affine is exactly the input's (see :mod:`.nifti_like`).
+    """
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
-            sitk.WriteImage(image, str(tmp), useCompression=compress)
+            if like is not None and can_copy_header(image, like, path):
+                write_nifti_like(image, like, tmp)
+            else:
+                sitk.WriteImage(image, str(tmp), useCompression=compress)
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown writer error"
         raise InputFileError(f"cannot write image here (unknown format or not writable): {detail}", path) from exc

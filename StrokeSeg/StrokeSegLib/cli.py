@@ -1,0 +1,203 @@
+"""``strokeseg``: segment one case, a whole ISLES folder, evaluate predictions, manage models.
+
+The same entry point runs from a shell, from ``python -m StrokeSegLib.cli`` and inside Slicer
+(``Slicer --no-main-window --python-script StrokeSeg/Resources/Scripts/strokeseg_cli.py ...``).
+Exit status: 0 success, 1 some cases failed, 2 bad input or usage, 130 cancelled.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import CancelledError, StrokeSegError
+
+log = logging.getLogger("strokeseg")
+
+PROGRESS_PREFIX = "STROKESEG_PROGRESS"
+
+
+class TerminalProgress:
+    """A tqdm bar per stage for people; ``machine=True`` prints parseable lines for the Slicer panel instead."""
+
+    def __init__(self, machine: bool = False) -> None:
+        self.machine = machine
+        self.stage: str | None = None
+        self.bar = None
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if self.machine:
+            print(f"{PROGRESS_PREFIX}\t{stage}\t{fraction:.4f}", flush=True)
+            return
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=100, desc=stage, unit="%", leave=False, file=sys.stderr)
+        assert self.bar is not None
+        self.bar.n = round(fraction * 100)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model id, or a model file (.safetensors); default: the bundled starter model")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (8x slower, slightly better)")
+    p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
+    p.add_argument("--min-lesion-mm3", type=float, default=None, help="drop smaller lesions (default: the model's)")
+    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap, 0..0.9")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass")
+    p.add_argument(
+        "--register", default="auto", choices=["auto", "yes", "no"], help="rigidly register ADC to DWI before resampling"
+    )
+
+
+def _options(args: argparse.Namespace):  # noqa: ANN202 - imported lazily
+    from .segmentation import SegmentOptions
+
+    return SegmentOptions(
+        device=args.device,
+        tta=args.tta,
+        threshold=args.threshold,
+        min_lesion_mm3=args.min_lesion_mm3,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        register={"auto": None, "yes": True, "no": False}[args.register],
+    )
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .segmentation import segment_files
+
+    progress = TerminalProgress(machine=args.progress == "machine")
+    try:
+        result = segment_files(
+            args.dwi, args.adc, args.model, _options(args), args.out, args.prob, args.report, progress=progress
+        )
+    finally:
+        progress.close()
+    rep = result.report
+    print(
+        f"{args.out}: lesion volume {rep['lesion_volume_ml']:.2f} mL in {rep['lesion_count']} lesion(s); "
+        f"{rep['timings']['total_s']:.1f} s on {rep['device']} with model {rep['model_id']}"
+    )
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    batch = run_batch(args.input_root, args.out, args.model, _options(args), resume=args.resume)
+    done = sum(o.status == "ok" for o in batch.outcomes)
+    skipped = sum(o.status == "skipped" for o in batch.outcomes)
+    print(f"{done} segmented, {skipped} skipped (already done), {len(batch.failed)} failed; table: {Path(args.out) / 'volumes.csv'}")
+    for o in batch.failed:
+        print(f"FAILED {o.case_id}: {o.error}", file=sys.stderr)
+    return 0 if batch.ok else 1
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, format_summary
+
+    report = evaluate(args.pred, args.gt, args.out)
+    print(format_summary(report))
+    return 0 if report.ok else 1
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import model_registry as registry
+
+    if args.action == "import":
+        if not args.file:
+            raise StrokeSegError("strokeseg models import needs a model file")
+        entry = registry.import_model(args.file)
+        print(f"imported {entry.model_id} -> {entry.path}")
+        return 0
+    if args.action == "verify":
+        bad = 0
+        for entry, ok, message in registry.verify_models():
+            bad += not ok
+            print(f"{'OK ' if ok else 'BAD'} {entry.model_id} ({entry.source}) {entry.path}: {message}")
+        return 1 if bad else 0
+    entries = registry.list_models()
+    if not entries:
+        print("no models installed; import one with `strokeseg models import FILE` or train one with strokeseg-train")
+    for entry in entries:
+        meta = entry.metadata
+        print(
+            f"{entry.model_id}\t{entry.source}\t{'checksum ok' if entry.sha256_ok else 'CHECKSUM MISMATCH'}\t"
+            f"spacing={list(meta.target_spacing)}\t{entry.path}"
+        )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="strokeseg", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("segment", help="segment one case")
+    p.add_argument("--dwi", required=True, help="DWI volume (3-D, or 4-D with a .bval/.json sidecar)")
+    p.add_argument("--adc", required=True, help="ADC volume (any units)")
+    p.add_argument("--out", required=True, help="output mask (.nii.gz, .nrrd, .mha), on the DWI's grid")
+    p.add_argument("--prob", default=None, help="also write the lesion probability map")
+    p.add_argument("--report", default=None, help="also write a JSON report (volumes, lesions, timings)")
+    p.add_argument("--progress", default="bar", choices=["bar", "machine"], help=argparse.SUPPRESS)
+    _add_inference_options(p)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("batch", help="segment every case under an ISLES 2022 root (both layouts)")
+    p.add_argument("input_root")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true", help="skip cases whose mask already exists")
+    _add_inference_options(p)
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("evaluate", help="official ISLES 2022 metrics of predictions against ground truth")
+    p.add_argument("--pred", required=True, help="folder with <case_id>_msk.nii.gz predictions")
+    p.add_argument("--gt", required=True, help="ISLES root with derivatives/ masks")
+    p.add_argument("--out", required=True, help="report folder (metrics.csv, summary.json, PNG plots)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("models", help="list, import or verify models")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "import", "verify"])
+    p.add_argument("file", nargs="?", default=None)
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("demo", help="the README's main job on a built-in default")
+    p.add_argument("--out", default="output/demo")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    warnings.simplefilter("default")
+    try:
+        return int(args.func(args))
+    except CancelledError as error:
+        print(f"strokeseg: {error}", file=sys.stderr)
+        return 130
+    except StrokeSegError as error:
+        print(f"strokeseg: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

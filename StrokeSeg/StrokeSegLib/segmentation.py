@@ -1,0 +1,199 @@
+"""One segmentation from DWI + ADC to a lesion mask on the DWI's own grid.
+
+This is the single code path shared by ``strokeseg segment``, batch runs, the Slicer Logic and training validation, so
+that a number measured anywhere is the number a user gets.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .atomic import write_json_atomic
+from .devices import resolve_device
+from .geometry import Grid
+from .imageio import read_image, write_image
+from .model_file import LoadedModel, load_model
+from .model_registry import resolve_model
+from .postprocess import lesion_table, postprocess
+from .preprocessing import PreprocessConfig, prepare_case
+from .progress import CancelToken, ProgressCallback, check_cancel, report
+from .sliding_window import sliding_window_predict
+
+ModelSpec = str | Path | LoadedModel | None
+
+
+@dataclass
+class SegmentOptions:
+    """User choices; ``None`` means "what the model file says"."""
+
+    device: str = "auto"
+    tta: bool = False
+    threshold: float | None = None
+    min_lesion_mm3: float | None = None
+    overlap: float = 0.5
+    batch_size: int | None = None
+    register: bool | None = None
+
+
+@dataclass
+class SegmentationResult:
+    """Mask (uint8) and probability (float32) on the input DWI's exact grid, plus a JSON-able report."""
+
+    mask: sitk.Image
+    probability: sitk.Image
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def get_model(model: ModelSpec, device: str | torch.device = "cpu") -> LoadedModel:
+    """Accept a loaded model, a file path, a model id, or ``None`` (the default model)."""
+    if isinstance(model, LoadedModel):
+        return model
+    return load_model(resolve_model(None if model is None else str(model)), device=device)
+
+
+def _default_batch_size(device: torch.device) -> int:
+    return 4 if device.type == "cuda" else 1
+
+
+def segment_images(
+    dwi: sitk.Image,
+    adc: sitk.Image,
+    model: ModelSpec = None,
+    options: SegmentOptions | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    dwi_path: str | Path | None = None,
+    adc_path: str | Path | None = None,
+) -> SegmentationResult:
+    """Align, prepare, predict and post-process; everything returned lies on ``dwi``'s grid."""
+    options = options or SegmentOptions()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    device = resolve_device(options.device)
+    loaded = get_model(model, device="cpu")
+    meta = loaded.metadata
+    timings["load_model_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    clip = tuple(meta.normalization.get("clip_percentiles", (0.5, 99.5)))
+    config = PreprocessConfig(target_spacing=tuple(meta.target_spacing), clip_percentiles=clip, register=options.register)
+    prepared = prepare_case(dwi, adc, config, dwi_path=dwi_path, adc_path=adc_path, progress=progress, cancel=cancel)
+    timings["prepare_s"] = time.perf_counter() - t
+    check_cancel(cancel)
+
+    t = time.perf_counter()
+    network = loaded.network.to(device)
+    probabilities = sliding_window_predict(
+        network,
+        torch.from_numpy(prepared.image),
+        patch_size=tuple(meta.patch_size),
+        overlap=options.overlap,
+        batch_size=options.batch_size or _default_batch_size(device),
+        device=device,
+        amp=True,
+        mirror_tta=options.tta,
+        progress=progress,
+        cancel=cancel,
+    )
+    timings["predict_s"] = time.perf_counter() - t
+    check_cancel(cancel)
+
+    t = time.perf_counter()
+    report(progress, "Post-processing", 0.0)
+    probability = prepared.to_native(probabilities[0].numpy(), interpolator="linear")
+    native_brain = prepared.native_brain_mask
+    threshold = meta.threshold if options.threshold is None else float(options.threshold)
+    min_mm3 = meta.min_lesion_mm3 if options.min_lesion_mm3 is None else float(options.min_lesion_mm3)
+    mask_array = postprocess(
+        sitk.GetArrayViewFromImage(probability),
+        sitk.GetArrayViewFromImage(native_brain),
+        threshold=threshold,
+        min_lesion_mm3=min_mm3,
+        spacing=dwi.GetSpacing(),
+    )
+    mask = sitk.GetImageFromArray(mask_array.astype(np.uint8, copy=False))
+    mask.CopyInformation(dwi)
+    report(progress, "Post-processing", 1.0)
+    timings["postprocess_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+
+    lesions = lesion_table(mask)
+    voxel_ml = float(np.prod(dwi.GetSpacing())) / 1000.0
+    result_report: dict[str, Any] = {
+        "lesion_volume_ml": float(mask_array.sum()) * voxel_ml,
+        "lesion_count": len(lesions),
+        "lesions": lesions,
+        "threshold": threshold,
+        "min_lesion_mm3": min_mm3,
+        "tta": options.tta,
+        "device": str(network_device(network)),
+        "model_id": meta.model_id,
+        "model_sha256": loaded.sha256,
+        "alignment": {
+            "method": prepared.alignment.method,
+            "metric": prepared.alignment.metric,
+            "overlap": prepared.alignment.overlap,
+        },
+        "grid": asdict(Grid.of(dwi)),
+        "inputs": {"dwi": None if dwi_path is None else str(dwi_path), "adc": None if adc_path is None else str(adc_path)},
+        "timings": timings,
+    }
+    return SegmentationResult(mask=mask, probability=probability, report=result_report)
+
+
+def network_device(network: torch.nn.Module) -> torch.device:
+    """Where the network actually ran (inference may have fallen back to CPU after running out of GPU memory)."""
+    return next(network.parameters()).device
+
+
+def segment_files(
+    dwi_path: str | Path,
+    adc_path: str | Path,
+    model: ModelSpec = None,
+    options: SegmentOptions | None = None,
+    out_mask: str | Path | None = None,
+    out_probability: str | Path | None = None,
+    out_report: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> SegmentationResult:
+    """Read, segment, and write the requested outputs atomically (a failure never leaves a half-written file)."""
+    t = time.perf_counter()
+    report(progress, "Reading", 0.0)
+    dwi = read_image(dwi_path, role="DWI")
+    adc = read_image(adc_path, role="ADC")
+    read_s = time.perf_counter() - t
+    result = segment_images(dwi, adc, model, options, progress, cancel, dwi_path=dwi_path, adc_path=adc_path)
+    result.report["timings"]["read_s"] = read_s
+    t = time.perf_counter()
+    write_outputs(result, out_mask, out_probability, out_report, like=dwi_path)
+    result.report["timings"]["write_s"] = time.perf_counter() - t
+    if out_report is not None:  # rewrite so the report includes the write time
+        write_json_atomic(out_report, result.report)
+    return result
+
+
+def write_outputs(
+    result: SegmentationResult,
+    out_mask: str | Path | None = None,
+    out_probability: str | Path | None = None,
+    out_report: str | Path | None = None,
+    like: str | Path | None = None,
+) -> None:
+    """Write whichever outputs were asked for; ``like`` (the DWI file) lends its header to NIfTI outputs."""
+    if out_mask is not None:
+        write_image(result.mask, out_mask, like=like)
+    if out_probability is not None:
+        write_image(result.probability, out_probability, like=like)
+    if out_report is not None:
+        result.report["outputs"] = {
+            "mask": None if out_mask is None else str(out_mask),
+            "probability": None if out_probability is None else str(out_probability),
+        }
+        write_json_atomic(out_report, result.report)
