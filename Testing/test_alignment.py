@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from StrokeSegLib import alignment
 from StrokeSegLib.alignment import align_to_reference, describe, normalized_mutual_information
 from StrokeSegLib.errors import AlignmentWarning, GeometryError
 from StrokeSegLib.geometry import Grid, resample_to_grid
@@ -101,18 +102,42 @@ def test_rigid_registration_recovers_known_motion(case) -> None:
 
 
 def test_poor_overlap_triggers_registration_with_warning(case) -> None:
-    # The header says the ADC sits 25 mm further along the first axis than the DWI, but the anatomy did not move.
+    # The header says the ADC sits 40 mm further along the first axis than the DWI, but the anatomy did not move:
+    # its box then misses a third of the DWI's brain.
     grid = Grid.of(case.adc)
+    offset = grid.matrix[:, 0] * 40.0
     wrong = sitk.Image(case.adc)
-    wrong.SetOrigin(tuple(np.asarray(grid.origin) + grid.matrix[:, 0] * 25.0))
+    wrong.SetOrigin(tuple(np.asarray(grid.origin) + offset))
     with pytest.warns(AlignmentWarning, match="adc.nii.gz.*rigidly registered"):
         result = align_to_reference(wrong, case.dwi, moving_path="adc.nii.gz", reference_path="dwi.nii.gz")
     assert result.method == "rigid" and result.overlap < 0.9
-    # Fixed points map to where the wrong header put the same anatomy: 25 mm along the first axis.
-    truth = sitk.TranslationTransform(3, tuple(grid.matrix[:, 0] * 25.0))
+    # Fixed points map to where the wrong header put the same anatomy: 40 mm along the first axis.
+    truth = sitk.TranslationTransform(3, tuple(offset))
     assert max_point_error_mm(result.transform, truth, case.brain_mask) < 1.0
     # Without registration the same image is only resampled, misaligned by design.
     assert align_to_reference(wrong, case.dwi, register=False).method == "resample"
+
+
+def test_small_shift_of_a_small_field_of_view_is_only_resampled(case) -> None:
+    # 12 mm uncovers 12% of this 96 mm box but none of the brain: the headers are trusted, no registration.
+    grid = Grid.of(case.adc)
+    shifted = sitk.Image(case.adc)
+    shifted.SetOrigin(tuple(np.asarray(grid.origin) + grid.matrix[:, 0] * 12.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = align_to_reference(shifted, case.dwi)
+    assert result.overlap < 0.9 and result.method == "resample"
+
+
+def test_failed_registration_falls_back_to_headers(case, monkeypatch) -> None:
+    # An optimiser that ends far off (here forced to 15 degrees) matches worse than the headers: result discarded.
+    def bad_registration(moving, reference):
+        return known_motion(reference, degrees=(15.0, 0.0, 0.0), shift_mm=(0.0, 0.0, 0.0)), -0.1
+
+    monkeypatch.setattr(alignment, "register_rigid", bad_registration)
+    with pytest.warns(AlignmentWarning, match="header geometry, which is used instead"):
+        result = align_to_reference(case.adc, case.dwi, register=True)
+    assert result.method == "resample" and result.transform is None
 
 
 def test_no_overlap_names_both_files(case) -> None:

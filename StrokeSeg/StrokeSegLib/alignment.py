@@ -111,16 +111,23 @@ def _registration_method(fixed_mask: sitk.Image | None) -> sitk.ImageRegistratio
     return method
 
 
-def _head_mask(fixed: sitk.Image) -> sitk.Image | None:
-    """Where the reference has signal (non-zero when mostly zero, else above Otsu), grown by 6 mm: MI then samples
-    the head and its outline rather than empty air, which keeps the estimate stable with few samples."""
-    array = sitk.GetArrayViewFromImage(fixed)
+def foreground(image: sitk.Image) -> sitk.Image | None:
+    """Where an image shows anatomy: its non-zero voxels when it is mostly zero (skull-stripped or zero-masked),
+    else above Otsu's threshold (the head, not the noisy air). None when there is almost no signal."""
+    array = sitk.GetArrayViewFromImage(image)
     if np.count_nonzero(array) < 1000:
         return None
     if np.mean(array == 0) > 0.3:
-        mask = sitk.Cast(fixed != 0, sitk.sitkUInt8)
-    else:
-        mask = sitk.OtsuThreshold(fixed, 0, 1)
+        return sitk.Cast(image != 0, sitk.sitkUInt8)
+    return sitk.OtsuThreshold(sitk.Cast(image, sitk.sitkFloat32), 0, 1)
+
+
+def _head_mask(fixed: sitk.Image) -> sitk.Image | None:
+    """The reference's anatomy grown by 6 mm: MI then samples the head and its outline rather than empty air, which
+    keeps the estimate stable with few samples."""
+    mask = foreground(fixed)
+    if mask is None:
+        return None
     radius = [int(max(1, round(6.0 / s))) for s in fixed.GetSpacing()]
     return sitk.BinaryDilate(mask, radius)
 
@@ -164,8 +171,10 @@ def align_to_reference(moving: sitk.Image, reference: sitk.Image, register: bool
 
     Same grid within tolerance and ``register`` not True: returned untouched (the same object), method "identity".
     Otherwise linear resampling through physical space ("resample"), preceded by a rigid Mattes-MI registration
-    ("rigid") when ``register`` is True, or when it is None and the moving image covers less than 90% of the
-    reference box; automatic registration emits an :class:`AlignmentWarning`. No overlap at all is a GeometryError.
+    ("rigid") when ``register`` is True, or when it is None and the moving image's box covers less than 90% of the
+    reference's anatomy; automatic registration emits an :class:`AlignmentWarning`, and so does a registration that
+    matches worse than the headers (its result is then discarded for the plain resampling). No overlap at all is a
+    GeometryError naming both files.
     """
     for image, role, path in ((moving, "ADC", moving_path), (reference, "DWI", reference_path)):
         if image.GetDimension() != 3:
@@ -178,28 +187,36 @@ def align_to_reference(moving: sitk.Image, reference: sitk.Image, register: bool
             f"scan session and that the files were exported with their geometry.")
     if register is not True and same_grid(moving, reference):
         return AlignmentResult(moving, "identity", None, None, overlap)
-    automatic = register is None and overlap < POOR_OVERLAP
+    header_aligned = resample_to_grid(moving, reference, "linear")
+    before = normalized_mutual_information(reference, header_aligned)
+    resampled = AlignmentResult(header_aligned, "resample", None, None, overlap, before)
+    # "Poor overlap" is judged on the reference's anatomy, not its box: on a small field of view a shift of a few mm
+    # uncovers 10% of the box but none of the head, and the headers (one scanner frame) are then right.
+    anatomy = overlap_fraction(moving, reference, within=foreground(reference))
+    automatic = register is None and anatomy < POOR_OVERLAP
     if not (register is True or automatic):
-        aligned = resample_to_grid(moving, reference, "linear")
-        return AlignmentResult(aligned, "resample", None, None, overlap,
-                               normalized_mutual_information(reference, aligned))
-    before = normalized_mutual_information(reference, resample_to_grid(moving, reference, "linear"))
+        return resampled
     transform, metric = register_rigid(moving, reference)
     aligned = resample_to_grid(moving, reference, "linear", transform=transform)
     similarity = normalized_mutual_information(reference, aligned)
-    result = AlignmentResult(aligned, "rigid", transform, metric, overlap, similarity)
     rotation_deg = math.degrees(max(abs(a) for a in transform.GetParameters()[:3]))
     shift_mm = float(np.linalg.norm(transform.GetParameters()[3:]))
-    doubtful = not (np.isfinite(before) and np.isfinite(similarity) and similarity >= before - SIMILARITY_SLACK)
-    if automatic or doubtful:
-        why = (f"covered only {overlap:.0%} of {_name(reference_path, 'DWI')} by its header geometry, so it was "
-               if automatic else "was, as requested, ")
-        warnings.warn(
-            f"{_name(moving_path, 'ADC')} {why}rigidly registered (rotation up to {rotation_deg:.1f} deg, shift "
-            f"{shift_mm:.1f} mm, Mattes MI {metric:.3f}, NMI {before:.3f} -> {similarity:.3f})"
-            + ("; the registration did not improve similarity, check the result." if doubtful else "."),
-            AlignmentWarning, stacklevel=2)
-    return result
+    worse = not (np.isfinite(before) and np.isfinite(similarity) and similarity >= before - SIMILARITY_SLACK)
+    why = (f"covered only {anatomy:.0%} of the anatomy of {_name(reference_path, 'DWI')} by its header geometry, "
+           "so it was " if automatic else "was, as requested, ")
+    figures = (f"rotation up to {rotation_deg:.1f} deg, shift {shift_mm:.1f} mm, Mattes MI {metric:.3f}, "
+               f"NMI {before:.3f} -> {similarity:.3f}")
+    if worse:
+        # A registration that lowers the similarity has failed (too little anatomy, too few samples); the headers
+        # are then the better guess, and the user is told.
+        warnings.warn(f"{_name(moving_path, 'ADC')} {why}rigidly registered, but the result ({figures}) matched "
+                      "worse than the header geometry, which is used instead; check the alignment.",
+                      AlignmentWarning, stacklevel=2)
+        return resampled
+    if automatic:
+        warnings.warn(f"{_name(moving_path, 'ADC')} {why}rigidly registered ({figures}).", AlignmentWarning,
+                      stacklevel=2)
+    return AlignmentResult(aligned, "rigid", transform, metric, overlap, similarity)
 
 
 def describe(result: AlignmentResult) -> dict:

@@ -143,14 +143,24 @@ def _lattice(size: Sequence[int], per_axis: int) -> np.ndarray:
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
 
 
-def overlap_fraction(moving: GridLike, reference: GridLike, samples_per_axis: int = 24) -> float:
+def overlap_fraction(moving: GridLike, reference: GridLike, samples_per_axis: int = 24,
+                     within: sitk.Image | None = None) -> float:
     """Fraction (0..1) of the reference's voxel box that lies inside the moving image's voxel box, in physical space.
 
     Reference voxel centres on a coarse lattice are mapped to the moving image's continuous index space; the ones
     inside ``[-0.5, size - 0.5]`` count. Correct for any pair of oblique directions, unlike comparing bounding boxes.
+    ``within``: a mask on the reference grid; only lattice points inside it count (e.g. "how much of the head").
     """
     gm, gr = Grid.of(moving), Grid.of(reference)
-    points = gr.index_to_physical(_lattice(gr.size, samples_per_axis))
+    lattice = _lattice(gr.size, samples_per_axis)
+    if within is not None:
+        if Grid.of(within).size != gr.size:
+            raise GeometryError("The mask given to overlap_fraction is not on the reference grid.")
+        mask = sitk.GetArrayViewFromImage(within)
+        keep = mask[lattice[:, 2].astype(int), lattice[:, 1].astype(int), lattice[:, 0].astype(int)] != 0
+        if keep.any():
+            lattice = lattice[keep]
+    points = gr.index_to_physical(lattice)
     index = gm.physical_to_index(points)
     eps = 1e-6
     inside = np.all((index >= -0.5 - eps) & (index <= np.asarray(gm.size) - 0.5 + eps), axis=1)
