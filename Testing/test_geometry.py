@@ -95,6 +95,21 @@ def test_overlap_fraction_oblique() -> None:
     assert 0.5 < overlap_fraction(rotated, reference) < 0.95
 
 
+def test_overlap_fraction_within_a_mask() -> None:
+    reference = oblique_image()
+    grid = Grid.of(reference)
+    # Anatomy only in the first half of the first axis; the moving box covers the second half.
+    mask = np.zeros(grid.shape, np.uint8)
+    mask[:, :, : grid.size[0] // 2] = 1
+    within = grid.image_from_array(mask)
+    moving = oblique_image(origin=tuple(np.asarray(grid.origin) + grid.matrix[:, 0] * grid.spacing[0] * 20))
+    assert overlap_fraction(moving, reference) == pytest.approx(0.5, abs=0.05)
+    assert overlap_fraction(moving, reference, within=within) < 0.05
+    assert overlap_fraction(reference, reference, within=within) == pytest.approx(1.0)
+    with pytest.raises(GeometryError):
+        overlap_fraction(moving, reference, within=sitk.Image([3, 3, 3], sitk.sitkUInt8))
+
+
 def blob(grid: Grid, centre_mm: np.ndarray, radius_mm: float) -> sitk.Image:
     """A soft ball at a physical point, sampled on ``grid``."""
     zz, yy, xx = np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij")
