@@ -140,6 +140,16 @@ def test_failed_registration_falls_back_to_headers(case, monkeypatch) -> None:
     assert result.method == "resample" and result.transform is None
 
 
+def test_registration_error_falls_back_to_headers(case, monkeypatch) -> None:
+    def failing(moving, reference):
+        raise RuntimeError("itk::ExceptionObject\nToo many samples map outside moving image buffer")
+
+    monkeypatch.setattr(alignment, "register_rigid", failing)
+    with pytest.warns(AlignmentWarning, match="adc.nii.gz.*failed.*Too many samples"):
+        result = align_to_reference(case.adc, case.dwi, register=True, moving_path="adc.nii.gz")
+    assert result.method == "resample"
+
+
 def test_no_overlap_names_both_files(case) -> None:
     far = sitk.Image(case.adc)
     far.SetOrigin((900.0, 900.0, 900.0))

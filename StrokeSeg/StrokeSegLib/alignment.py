@@ -3,8 +3,9 @@ rigidly registered when the headers alone do not make the two overlap.
 
 DWI is the reference because the result is delivered on the DWI grid. DWI and ADC normally come from one acquisition
 and share a grid (ISLES always does); a different grid is still the same scanner frame, so resampling through physical
-space is right; only when little of the DWI box is covered (another series, an exported crop, a moved patient) do we
-estimate a rigid transform with Mattes mutual information, which copes with the opposite DWI/ADC contrast.
+space is right; only when the ADC's box misses part of the DWI's anatomy (another series, an exported crop, a wrong
+header) do we estimate a rigid transform with Mattes mutual information, which copes with the opposite DWI/ADC
+contrast, and keep it only if it matches better than the headers did.
 """
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ import SimpleITK as sitk
 from .errors import AlignmentWarning, GeometryError, InvalidImageError
 from .geometry import overlap_fraction, resample_to_grid, same_grid
 
-#: Below this fraction of the DWI box covered by the ADC, automatic mode registers instead of trusting headers.
+#: Below this fraction of the DWI's anatomy covered by the ADC's box, automatic mode registers instead of trusting
+#: the headers.
 POOR_OVERLAP = 0.9
 #: Fixed seed of the metric's random sampling, so the same input always gives the same transform.
 REGISTRATION_SEED = 20220
-#: Fraction of voxels the metric samples per iteration; enough for a stable MI estimate, small enough to be fast.
+#: Fraction of (masked) voxels the metric samples; enough for a stable MI estimate, small enough to be fast.
 SAMPLING_FRACTION = 0.12
 
-#: NMI may drop this much after registering already aligned images (sampling noise) before we call it doubtful.
+#: NMI may drop this much after registering already aligned images (interpolation noise) before we call the
+#: registration a failure.
 SIMILARITY_SLACK = 0.005
 
 Method = Literal["identity", "resample", "rigid"]
@@ -196,7 +199,13 @@ def align_to_reference(moving: sitk.Image, reference: sitk.Image, register: bool
     automatic = register is None and anatomy < POOR_OVERLAP
     if not (register is True or automatic):
         return resampled
-    transform, metric = register_rigid(moving, reference)
+    try:
+        transform, metric = register_rigid(moving, reference)
+    except RuntimeError as error:  # ITK gives up, e.g. when too few samples fall inside the moving image
+        warnings.warn(f"Rigid registration of {_name(moving_path, 'ADC')} to {_name(reference_path, 'DWI')} failed "
+                      f"({str(error).strip().splitlines()[-1]}); the header geometry is used.", AlignmentWarning,
+                      stacklevel=2)
+        return resampled
     aligned = resample_to_grid(moving, reference, "linear", transform=transform)
     similarity = normalized_mutual_information(reference, aligned)
     rotation_deg = math.degrees(max(abs(a) for a in transform.GetParameters()[:3]))
