@@ -2,8 +2,10 @@
 
 Normalisation statistics and post-processing must only see brain. Public data sets (ISLES) are skull-stripped: the
 brain is simply where the scan is not exactly zero. Clinical scans are not: there the brain is the bright object of a
-high-b DWI (skull and air are dark, scalp fat is suppressed), separated from the scalp and eyes by a morphological
-opening. All radii are in millimetres so the same code works for 0.9 mm and 5 mm voxels.
+high-b DWI (skull and air are dark), separated from scalp and eyes by a morphological opening. Many exact zeros alone
+do not prove skull stripping (some scanners zero the background around a whole head), so a zero-masked scan is only
+taken as stripped when the brain reaches the surface of its non-zero region. All radii are in millimetres so the
+same code works for 0.9 mm and 5 mm voxels.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from scipy import ndimage
 from .errors import GeometryError, InvalidImageError
 from .geometry import same_grid
 
-#: An image with at least this fraction of exact zeros is treated as skull-stripped (ISLES: ~80%; whole-head: ~1%).
+#: Below this fraction of exact zeros a scan is a whole head (ISLES: ~80% zeros; clinical whole head: ~1%).
 STRIPPED_ZERO_FRACTION = 0.3
 #: A zero-masked scan counts as skull-stripped when its thresholded brain lies at most this deep (mm) under the
 #: surface of the non-zero region (measured: ISLES 2.0-2.8 mm; whole heads with scalp and skull: 5 mm and more).
