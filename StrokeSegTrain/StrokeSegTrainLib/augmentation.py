@@ -93,21 +93,20 @@ def _spatial(image: torch.Tensor, mask: torch.Tensor, config: AugmentationConfig
 
 def _flips(image: torch.Tensor, mask: torch.Tensor, config: AugmentationConfig, generator: torch.Generator
            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mirror each chosen sample along each configured axis (0 = z, 1 = y, 2 = x), image and mask together."""
+    """Mirror each chosen sample along each configured axis (0 = z, 1 = y, 2 = x), image and mask together.
+
+    All axes of one sample are flipped in one ``torch.flip`` call, so each flipped sample is copied once.
+    """
     n = image.shape[0]
+    dims: list[list[int]] = [[] for _ in range(n)]
     for axis in config.flip_axes:
-        chosen = _coin(generator, n, config.flip_probability).nonzero().flatten().to(image.device)
-        if chosen.numel():
-            image = image.clone()
-            mask = mask.clone()
-            image[chosen] = torch.flip(image[chosen], dims=(2 + axis,))
-            mask[chosen] = torch.flip(mask[chosen], dims=(2 + axis,))
+        for i in _coin(generator, n, config.flip_probability).nonzero().flatten().tolist():
+            dims[i].append(1 + axis)  # axes of one sample (C, z, y, x)
+    if not any(dims):
+        return image, mask
+    image = torch.stack([torch.flip(image[i], d) if d else image[i] for i, d in enumerate(dims)])
+    mask = torch.stack([torch.flip(mask[i], d) if d else mask[i] for i, d in enumerate(dims)])
     return image, mask
-
-
-def _per_sample(values: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """(N, C) values shaped to broadcast over (N, C, z, y, x) on the image's device."""
-    return values.to(image.device, image.dtype).view(*values.shape, 1, 1, 1)
 
 
 def gaussian_blur(volume: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -129,29 +128,33 @@ def gaussian_blur(volume: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _intensity(image: torch.Tensor, config: AugmentationConfig, generator: torch.Generator) -> torch.Tensor:
-    """Noise, blur, brightness, contrast, low resolution and gamma, each per sample (and channel) with its probability."""
+    """Noise, blur, brightness, contrast, low resolution and gamma, each per sample (and channel) with its probability.
+
+    Every random number is drawn whether or not its transform fires (a fixed stream per seed); only the chosen
+    samples and channels are touched, in place on a single copy, because on the CPU each pass over the batch costs
+    as much as a small convolution.
+    """
     n, c = image.shape[:2]
     image = image.clone()
     do = _coin(generator, n, config.noise_probability)
     sigma = _uniform(generator, n, config.noise_std)
-    if bool(do.any()):
-        noise = torch.randn(image.shape, generator=generator).to(image.device, image.dtype)
-        image = image + noise * _per_sample((sigma * do).view(n, 1).expand(n, c), image)
+    for i in do.nonzero().flatten().tolist():
+        noise = torch.randn(image.shape[1:], generator=generator).to(image.device, image.dtype)
+        image[i].add_(noise, alpha=float(sigma[i]))
     do = _coin(generator, n, config.blur_probability)
     sigma = _uniform(generator, n, config.blur_sigma)
     for i in do.nonzero().flatten().tolist():
         image[i:i + 1] = gaussian_blur(image[i:i + 1], float(sigma[i]))
     do = _coin(generator, n * c, config.brightness_probability).view(n, c)
-    factor = torch.where(do, _uniform(generator, n * c, config.brightness_range).view(n, c), 1.0)
-    image = image * _per_sample(factor, image)
+    factor = _uniform(generator, n * c, config.brightness_range).view(n, c)
+    for i, ch in do.nonzero().tolist():
+        image[i, ch].mul_(float(factor[i, ch]))
     do = _coin(generator, n * c, config.contrast_probability).view(n, c)
     factor = _uniform(generator, n * c, config.contrast_range).view(n, c)
-    if bool(do.any()):
-        mean = image.mean(dim=(2, 3, 4), keepdim=True)
-        low = image.amin(dim=(2, 3, 4), keepdim=True)
-        high = image.amax(dim=(2, 3, 4), keepdim=True)
-        contrasted = ((image - mean) * _per_sample(factor, image) + mean).clamp(low, high)
-        image = torch.where(_per_sample(do, image).bool(), contrasted, image)
+    for i, ch in do.nonzero().tolist():
+        channel = image[i, ch]
+        low, high, mean = channel.min(), channel.max(), channel.mean()
+        channel.sub_(mean).mul_(float(factor[i, ch])).add_(mean).clamp_(low, high)
     do = _coin(generator, n, config.lowres_probability)
     zoom = _uniform(generator, n, config.lowres_factor)
     shape = tuple(image.shape[2:])
@@ -161,24 +164,23 @@ def _intensity(image: torch.Tensor, config: AugmentationConfig, generator: torch
         image[i:i + 1] = F.interpolate(coarse, size=shape, mode="trilinear", align_corners=False)
     do = _coin(generator, n * c, config.gamma_probability).view(n, c)
     gamma = _uniform(generator, n * c, config.gamma_range).view(n, c)
-    if bool(do.any()):
-        image = torch.where(_per_sample(do, image).bool(), _gamma(image, _per_sample(gamma, image)), image)
+    for i, ch in do.nonzero().tolist():
+        image[i, ch] = _gamma(image[i, ch], float(gamma[i, ch]))
     return image
 
 
-def _gamma(image: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-    """Gamma on the min-max-scaled intensities, then restore each channel's mean and standard deviation.
+def _gamma(channel: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Gamma on one channel's min-max-scaled intensities, then restore its mean and standard deviation.
 
     Restoring the statistics keeps the z-scored input distribution the network expects while changing the shape of
     the histogram, which is what a different scanner's contrast looks like.
     """
-    dims = (2, 3, 4)
-    low = image.amin(dim=dims, keepdim=True)
-    span = (image.amax(dim=dims, keepdim=True) - low).clamp_min(1e-6)
-    mean, std = image.mean(dim=dims, keepdim=True), image.std(dim=dims, keepdim=True)
-    out = ((image - low) / span).clamp(0, 1).pow(gamma) * span + low
-    new_mean, new_std = out.mean(dim=dims, keepdim=True), out.std(dim=dims, keepdim=True).clamp_min(1e-6)
-    return (out - new_mean) / new_std * std + mean
+    low = channel.min()
+    span = (channel.max() - low).clamp_min(1e-6)
+    mean, std = channel.mean(), channel.std()
+    out = ((channel - low) / span).clamp_(0, 1).pow_(gamma).mul_(span).add_(low)
+    new_mean, new_std = out.mean(), out.std().clamp_min(1e-6)
+    return out.sub_(new_mean).div_(new_std).mul_(std).add_(mean)
 
 
 @torch.no_grad()

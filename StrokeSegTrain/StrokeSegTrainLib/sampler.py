@@ -13,7 +13,7 @@ z-score normalisation).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -126,22 +126,28 @@ class PatchSampler:
         pairs = [extract_patch(self.cases[d.case], d, self.patch_size) for d in batch.draws]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
-    def iterate(self, plan: Sequence[PlannedBatch], prefetch: int = 2
-                ) -> Iterator[tuple[PlannedBatch, np.ndarray, np.ndarray]]:
+    def iterate(self, plan: Sequence[PlannedBatch], prefetch: int = 2,
+                transform: Callable[[PlannedBatch, np.ndarray, np.ndarray], tuple[Any, Any]] | None = None
+                ) -> Iterator[tuple[PlannedBatch, Any, Any]]:
         """Yield ``(planned, image, mask)`` in plan order, assembling up to ``prefetch`` batches ahead in threads.
 
-        Reading memory-mapped patches releases the GIL, so a thread hides disk latency behind the training step
-        without the pickling and start-up cost of worker processes.
+        Reading memory-mapped patches and torch operations release the GIL, so threads hide batch making behind the
+        training step without the pickling and start-up cost of worker processes. ``transform(planned, image,
+        mask)``, when given, also runs in those threads (CPU training augments there; GPU training augments on the
+        GPU instead).
         """
+        def work(planned: PlannedBatch) -> tuple[Any, Any]:
+            image, mask = self.make_batch(planned)
+            return transform(planned, image, mask) if transform is not None else (image, mask)
+
         if prefetch <= 0:
             for planned in plan:
-                yield (planned, *self.make_batch(planned))
+                yield (planned, *work(planned))
             return
         with ThreadPoolExecutor(max_workers=prefetch) as pool:
             pending: deque[tuple[PlannedBatch, Future]] = deque()
-            items = iter(plan)
-            for planned in items:
-                pending.append((planned, pool.submit(self.make_batch, planned)))
+            for planned in plan:
+                pending.append((planned, pool.submit(work, planned)))
                 if len(pending) > prefetch:
                     done, future = pending.popleft()
                     yield (done, *future.result())

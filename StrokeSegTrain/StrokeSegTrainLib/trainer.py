@@ -46,7 +46,7 @@ from .export import export_model, training_network_config
 from .history import History
 from .losses import DeepSupervisionLoss, SegmentationLoss
 from .reports import write_metrics_report
-from .sampler import PatchSampler
+from .sampler import PatchSampler, PlannedBatch
 from .splits import load_or_create_splits
 from .validation import ValidationResult, validate
 
@@ -224,6 +224,14 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = max(lr, c.min_learning_rate)
 
+    def _augment(self, planned: PlannedBatch, image: np.ndarray, mask: np.ndarray
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch to the device and augment it with its planned seed (in a prefetch thread when training on CPU)."""
+        image_t = torch.from_numpy(image).to(self.device, non_blocking=True)
+        mask_t = torch.from_numpy(mask).to(self.device, non_blocking=True).float()
+        generator = torch.Generator().manual_seed(planned.augment_seed)
+        return augment_batch(image_t, mask_t, self.config.augmentation, generator)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch of patches; returns the mean loss over processes and the number of non-finite losses."""
         c = self.config
@@ -234,11 +242,12 @@ class _Run:
             from tqdm.auto import tqdm
             bar = tqdm(total=len(plan), desc=f"epoch {epoch + 1}/{c.epochs}", leave=False, unit="it")
         total, steps, skipped = 0.0, 0, 0
-        for it, (planned, image_np, mask_np) in enumerate(self.sampler.iterate(plan, c.prefetch_batches)):
+        on_cpu = self.device.type == "cpu"
+        batches = self.sampler.iterate(plan, c.prefetch_batches, transform=self._augment if on_cpu else None)
+        for it, (planned, image, mask) in enumerate(batches):
             check_cancel(self.cancel)
-            image = torch.from_numpy(image_np).to(self.device, non_blocking=True)
-            mask = torch.from_numpy(mask_np).to(self.device, non_blocking=True).float()
-            image, mask = augment_batch(image, mask, c.augmentation, torch.Generator().manual_seed(planned.augment_seed))
+            if not on_cpu:
+                image, mask = self._augment(planned, image, mask)
             loss = train_step(self.model, self.optimizer, self.scaler, self.loss_fn, image, mask, c, self.device)
             skipped += int(not math.isfinite(loss))
             if math.isfinite(loss):

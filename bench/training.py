@@ -1,0 +1,212 @@
+"""Training throughput (patches per second) and peak memory on CPU, against a MONAI pipeline doing the same work.
+
+Both pipelines train the same network (StrokeSeg's attention U-Net with deep supervision) with the same loss, optimiser,
+patch size, batch size and augmentations on the same preprocessed cases; they differ only in how batches are made:
+
+* ours: :class:`PatchSampler` (memory-mapped cache, foreground oversampling) and :func:`augment_batch` (one
+  ``grid_sample`` for image and mask, intensity transforms on the chosen samples), both in 2 prefetch threads as the
+  trainer runs them on the CPU;
+* MONAI: ``RandCropByPosNegLabeld`` (pos 1 : neg 2, the same 0.33 foreground fraction), ``RandFlipd`` per axis,
+  ``RandAffined`` (rotation and isotropic scaling), ``RandGaussianNoised``, ``RandGaussianSmoothd``,
+  ``RandScaleIntensityd`` (brightness), ``RandScaleIntensityFixedMeand`` (contrast), ``RandSimulateLowResolutiond``
+  and ``RandAdjustContrastd`` (gamma), per sample, through a ``DataLoader`` with 2 worker processes.
+
+Each pipeline runs in its own fresh process so that ``peak_rss_mb`` (maximum resident set size, workers excluded)
+is its own. ``data_patches_per_s`` times batch making and augmentation alone (no network), which is where the two
+pipelines differ; ``patches_per_s`` times full training steps after warm-up.
+
+    python bench/training.py                                  # defaults: 4 ISLES-sized cases, 20 steps
+    python bench/training.py --features 16,32,64,128,256 --patch 64,96,96 --steps 10
+
+The last line is ``patches_per_s=<x> monai_patches_per_s=<x> peak_rss_mb=<x> ratio_vs_monai=<x>``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _config(args: argparse.Namespace):
+    from StrokeSegTrainLib.config import NetworkSection, TrainConfig
+
+    return TrainConfig(network=NetworkSection(features=args.features, deep_supervision=True),
+                       patch_size=args.patch, batch_size=args.batch, prefetch_batches=2, amp=False)
+
+
+def _make_cases(folder: Path, count: int) -> list[str]:
+    """ISLES-sized synthetic cases (112x112x73 at 2 mm) in the preprocessing cache; returns the entry folders."""
+    from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
+    from StrokeSegTrainLib.config import PreprocessSection
+    from StrokeSegTrainLib.data_cache import build_entry
+
+    entries = []
+    for seed in range(count):
+        case = write_synthetic_case(make_synthetic_case(seed=seed, size=(112, 112, 73), spacing=(2.0, 2.0, 2.0)),
+                                    folder / "isles", f"sub-bench{seed}")
+        entries.append(str(build_entry(case, folder / "cache", PreprocessSection(), "float16")))
+    return entries
+
+
+def _training_parts(args: argparse.Namespace):
+    import torch
+
+    from StrokeSegLib.network import AttentionUNet3D
+    from StrokeSegTrainLib.export import training_network_config
+    from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
+
+    config = _config(args)
+    torch.manual_seed(0)
+    network = AttentionUNet3D(training_network_config(config)).train()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=3e-4)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    return config, network, optimizer, scaler, DeepSupervisionLoss(SegmentationLoss(config.loss))
+
+
+def _ours(args: argparse.Namespace, entries: list[str]):
+    """Endless iterator of augmented (image, mask) batches from our sampler and augmentation."""
+    import torch
+
+    from StrokeSegTrainLib.augmentation import augment_batch
+    from StrokeSegTrainLib.data_cache import open_entry
+    from StrokeSegTrainLib.sampler import PatchSampler
+
+    config = _config(args)
+    sampler = PatchSampler([open_entry(e) for e in entries], config.patch_size, config.batch_size,
+                           config.foreground_fraction, seed=0)
+    def augment(planned, image, mask):  # as the trainer does on the CPU: in the prefetch threads
+        return augment_batch(torch.from_numpy(image), torch.from_numpy(mask).float(), config.augmentation,
+                             torch.Generator().manual_seed(planned.augment_seed))
+
+    while True:
+        for _, image, mask in sampler.iterate(sampler.plan_epoch(50), prefetch=2, transform=augment):
+            yield image, mask
+
+
+def _monai(args: argparse.Namespace, entries: list[str]):
+    """The same work expressed as a standard MONAI dictionary pipeline."""
+    import numpy as np
+    import monai.transforms as T
+    from monai.data import DataLoader, Dataset
+    from monai.utils import set_determinism
+
+    from StrokeSegTrainLib.data_cache import open_entry
+
+    config = _config(args)
+    a = config.augmentation
+    set_determinism(0)
+    data = []
+    for entry in entries:
+        case = open_entry(entry)
+        data.append({"image": np.asarray(case.image, dtype=np.float32), "label": np.asarray(case.mask)[None]})
+    keys = ["image", "label"]
+    angle = np.deg2rad(a.rotation_degrees[1])
+    scale = a.scale_range[1] - 1.0
+    transforms = T.Compose([
+        T.SpatialPadd(keys, spatial_size=config.patch_size),
+        T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=config.patch_size, pos=1, neg=2,
+                                 num_samples=1),
+        *[T.RandFlipd(keys, prob=a.flip_probability, spatial_axis=axis) for axis in a.flip_axes],
+        T.RandAffined(keys, prob=1 - (1 - a.rotation_probability) * (1 - a.scale_probability),
+                      rotate_range=(angle, angle, angle), scale_range=(scale, scale, scale),
+                      mode=("bilinear", "nearest"), padding_mode="zeros"),
+        T.RandGaussianNoised("image", prob=a.noise_probability, std=a.noise_std[1]),
+        T.RandGaussianSmoothd("image", prob=a.blur_probability, sigma_x=a.blur_sigma, sigma_y=a.blur_sigma,
+                              sigma_z=a.blur_sigma),
+        T.RandScaleIntensityd("image", factors=a.brightness_range[1] - 1.0, prob=a.brightness_probability),
+        T.RandScaleIntensityFixedMeand("image", factors=a.contrast_range[1] - 1.0, prob=a.contrast_probability),
+        T.RandSimulateLowResolutiond("image", prob=a.lowres_probability,
+                                     zoom_range=(1 / a.lowres_factor[1], 1 / a.lowres_factor[0])),
+        T.RandAdjustContrastd("image", prob=a.gamma_probability, gamma=a.gamma_range),
+    ])
+    dataset = Dataset(data * 1000, transform=transforms)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=2,
+                        persistent_workers=True)
+    while True:
+        for batch in loader:
+            yield batch["image"].as_tensor().float(), batch["label"].as_tensor().float()
+
+
+def _worker(pipeline: str, args: argparse.Namespace, entries: list[str], queue: Any) -> None:
+    import torch
+
+    from StrokeSegTrainLib.trainer import train_step
+
+    torch.set_num_threads(args.threads)
+    batches = (_ours if pipeline == "ours" else _monai)(args, entries)
+    for _ in range(args.warmup):
+        next(batches)
+    started = time.perf_counter()
+    for _ in range(args.data_steps):
+        next(batches)
+    data_s = time.perf_counter() - started
+    config, network, optimizer, scaler, loss_fn = _training_parts(args)
+    device = torch.device("cpu")
+    for _ in range(args.warmup):
+        image, mask = next(batches)
+        train_step(network, optimizer, scaler, loss_fn, image, mask, config, device)
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        image, mask = next(batches)
+        train_step(network, optimizer, scaler, loss_fn, image, mask, config, device)
+    train_s = time.perf_counter() - started
+    queue.put({"pipeline": pipeline, "patches_per_s": args.steps * args.batch / train_s,
+               "data_patches_per_s": args.data_steps * args.batch / data_s, "peak_rss_mb": _peak_rss_mb()})
+    batches.close()
+
+
+def _run(pipeline: str, args: argparse.Namespace, entries: list[str]) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_worker, args=(pipeline, args, entries, queue))
+    process.start()
+    result = queue.get()
+    process.join(timeout=60)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=4, help="synthetic ISLES-sized cases (default 4)")
+    parser.add_argument("--features", type=_ints, default=(8, 16, 32, 64, 128), help="network features")
+    parser.add_argument("--patch", type=_ints, default=(48, 64, 64), help="patch size z,y,x (default 48,64,64)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per pipeline")
+    parser.add_argument("--data-steps", type=int, default=30, help="timed data-only batches per pipeline")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per pipeline (default 2)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        entries = _make_cases(Path(tmp), args.cases)
+        print(f"prepared {args.cases} cases in {time.perf_counter() - started:.1f} s; network {args.features}, "
+              f"patch {args.patch}, batch {args.batch}, {args.threads} threads", flush=True)
+        ours = _run("ours", args, entries)
+        print(json.dumps(ours), flush=True)
+        monai = _run("monai", args, entries)
+        print(json.dumps(monai), flush=True)
+    print(f"data only: ours {ours['data_patches_per_s']:.2f} patches/s, MONAI {monai['data_patches_per_s']:.2f} "
+          f"patches/s, ratio {ours['data_patches_per_s'] / monai['data_patches_per_s']:.2f}")
+    print(f"MONAI peak RSS {monai['peak_rss_mb']:.0f} MB (main process; its 2 workers not included)")
+    print(f"patches_per_s={ours['patches_per_s']:.3f} monai_patches_per_s={monai['patches_per_s']:.3f} "
+          f"peak_rss_mb={ours['peak_rss_mb']:.0f} ratio_vs_monai={ours['patches_per_s'] / monai['patches_per_s']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
