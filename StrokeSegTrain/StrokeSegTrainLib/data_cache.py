@@ -153,12 +153,17 @@ def build_entry(case: Case, cache_root: str | Path, section: PreprocessSection, 
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(array))
         write_json_atomic(tmp / "meta.json", {**meta, "key": key})
-        os.replace(tmp, entry)
+        try:
+            os.replace(tmp, entry)
+        except OSError:
+            if not (entry / "meta.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another run (a fold on another GPU) finished it first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for stale in case_folder.iterdir():  # settings or source files changed: the old entries can never be used again
-        if stale != entry and stale.is_dir():
+        if stale != entry and stale.is_dir() and not stale.name.startswith("."):  # never another run's temp folder
             shutil.rmtree(stale, ignore_errors=True)
     return entry
 

@@ -7,6 +7,7 @@ decisions (validation scores, early stopping) by broadcast so that every process
 """
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ import torch
 import torch.distributed as dist
 
 from StrokeSegLib.devices import resolve_device
+
+COLLECTIVE_TIMEOUT_S = 4 * 3600
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,10 @@ def setup(device_name: str = "auto") -> tuple[DistInfo, torch.device]:
         device = torch.device("cpu")
         backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, init_method="env://", rank=info.rank, world_size=info.world_size)
+        # Rank 0 alone preprocesses the whole data set (and validates) while the others wait at a barrier; NCCL's
+        # default 10-minute timeout would kill a first run on a few hundred cases.
+        dist.init_process_group(backend=backend, init_method="env://", rank=info.rank, world_size=info.world_size,
+                                timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     return info, device
 
 
