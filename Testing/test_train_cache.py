@@ -73,3 +73,18 @@ def test_case_lists_from_csv_and_root(case, tmp_path) -> None:
     csv.write_text("case_id,dwi,adc\nx,a,b\n")
     with pytest.raises(InputFileError, match="mask"):
         read_case_csv(csv)
+
+
+@pytest.mark.realdata
+def test_real_isles_cases_cache_with_lesion_volume_preserved(isles_root, tmp_path) -> None:
+    """On the real scans (oblique 2 mm grids, ADC in two unit systems) the network-grid mask keeps the lesion volume."""
+    cases = load_training_cases(isles_root)
+    assert len(cases) == 3
+    for case in cases:
+        cached = open_entry(build_entry(case, tmp_path / "cache", PreprocessSection(), "float16"))
+        native_ml = cached.native_mask.sum() * cached.native_grid.voxel_volume_mm3 / 1000
+        network_ml = cached.mask.sum() * cached.network_grid.voxel_volume_mm3 / 1000
+        assert native_ml > 0 and abs(network_ml - native_ml) <= 0.25 * native_ml + 0.1, case.case_id
+        inside = cached.brain[tuple(cached.foreground.T)]
+        assert inside.mean() > 0.9, f"{case.case_id}: lesion voxels outside the brain mask"
+        assert np.isfinite(cached.image).all() and abs(float(np.asarray(cached.image)[0][cached.brain > 0].mean())) < 0.2
