@@ -11,6 +11,7 @@ import sys
 from StrokeSegLib.errors import StrokeSegError
 
 from . import __version__, commands
+from .synth import command as synth_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parsers(subparsers)
+    synth_command.add_parsers(subparsers)
     return parser
 
 

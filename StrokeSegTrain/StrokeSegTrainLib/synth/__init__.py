@@ -1,0 +1,1 @@
+"""Synthetic acute-stroke DWI/ADC cases (see generator.py)."""

@@ -1,0 +1,44 @@
+"""Scanner artefacts that multiply the signals: coil bias field and EPI susceptibility pile-up / dropout.
+
+Both act on S0 and S_b alike (the same coil, the same distortion), so they change DWI brightness without changing
+ADC much -- exactly why the bright inferior frontal and temporal poles of real EPI DWI are not infarcts, and why a
+model must not trust absolute DWI intensity.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .anatomy import Anatomy
+from .fields import band_limited_noise
+from .shapes import model_index_box
+
+#: Model-frame sites of air-tissue interfaces (frontal sinus / orbits, temporal bone) where EPI piles up signal.
+_SUSCEPTIBILITY_SITES = ((0.0, -55.0, -22.0), (40.0, -25.0, -36.0), (-40.0, -25.0, -36.0), (0.0, 30.0, -60.0))
+
+
+def bias_field(anat: Anatomy, rng: np.random.Generator, amplitude: float) -> np.ndarray:
+    """Smooth multiplicative field exp(a * n) with n unit-variance noise of ~200 mm wavelength."""
+    noise = band_limited_noise(rng, anat.grid, wavelength_mm=200.0, step_mm=20.0).on_grid(anat.grid)
+    return np.exp(np.float32(amplitude) * noise).astype(np.float32)
+
+
+def susceptibility_gain(anat: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """(gain on both signals, extra gain on S_b only) near the skull base, or None when this case has none."""
+    if rng.random() < 0.4:
+        return None
+    x, y, z = anat.model_xyz
+    gain = np.ones(anat.grid.shape, np.float32)
+    diff = np.ones_like(gain)
+    for c in _SUSCEPTIBILITY_SITES:
+        if rng.random() < 0.4:
+            continue
+        sigma = np.float32(rng.uniform(6.0, 14.0))
+        amp = float(rng.uniform(0.4, 1.5)) if rng.random() < 0.75 else -float(rng.uniform(0.3, 0.7))
+        centre = np.array([c[0] * rng.uniform(0.9, 1.1), c[1], c[2] + rng.uniform(-8, 8)], np.float32)
+        p = anat.params
+        box = model_index_box(anat.grid, p.scale, p.deform_mm, centre - 3 * sigma, centre + 3 * sigma)
+        d2 = (x[box] - centre[0]) ** 2 + (y[box] - centre[1]) ** 2 + (z[box] - centre[2]) ** 2
+        bump = np.exp(-d2 / (2.0 * sigma * sigma))
+        gain[box] *= 1.0 + np.float32(amp) * bump
+        diff[box] *= 1.0 + np.float32(rng.uniform(-0.12, 0.12)) * bump
+    return gain, diff

@@ -1,0 +1,60 @@
+"""The ``synth`` subcommand of ``strokeseg-train``: write a synthetic ISLES-layout data set.
+
+    strokeseg-train synth --out DIR --cases N --seed S [--workers W] [--montage PNG]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``synth``."""
+    p = subparsers.add_parser(
+        "synth", help="generate synthetic acute-stroke DWI/ADC cases in the ISLES 2022 layout",
+        description="Writes OUT/sub-synthNNNN/ses-0001/dwi/*_{dwi,adc}.nii.gz, OUT/derivatives/.../*_msk.nii.gz and "
+                    "OUT/synth_manifest.json. Case i depends only on (seed, i).")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    p.add_argument("--cases", required=True, type=int, help="number of cases")
+    p.add_argument("--seed", required=True, type=int, help="data-set seed")
+    p.add_argument("--workers", type=int, default=1, help="processes generating in parallel (default 1)")
+    p.add_argument("--p-stripped", type=float, default=None, help="share of skull-stripped cases (default 0.6)")
+    p.add_argument("--p-no-lesion", type=float, default=None, help="share of lesion-free cases (default 0.1)")
+    p.add_argument("--montage", type=Path, default=None, help="also save a PNG of the first (up to 6) cases")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(handler=run_synth)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """Generate, write, and report the time per case."""
+    from StrokeSegLib.errors import StrokeSegError
+
+    from .dataset import write_dataset
+    from .generator import SynthConfig, generate_case
+
+    if args.cases < 1 or args.workers < 1:
+        raise StrokeSegError("--cases and --workers must be at least 1")
+    overrides = {k: v for k, v in (("p_stripped", args.p_stripped), ("p_no_lesion", args.p_no_lesion))
+                 if v is not None}
+    for name, value in overrides.items():
+        if not 0.0 <= value <= 1.0:
+            raise StrokeSegError(f"--{name.replace('_', '-')} must be between 0 and 1, not {value}")
+    config = SynthConfig(**overrides)
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet:
+            rate = (time.perf_counter() - start) / done
+            print(f"\rsynth: {done}/{total} cases ({rate:.1f} s/case)", end="" if done < total else "\n",
+                  file=sys.stderr, flush=True)
+
+    manifest = write_dataset(args.out, args.cases, args.seed, args.workers, config, progress)
+    if args.montage is not None:
+        from .montage import save_montage
+
+        save_montage([generate_case(args.seed, i, config) for i in range(min(args.cases, 6))], args.montage)
+    if not args.quiet:
+        print(f"synth: wrote {args.cases} cases to {args.out} ({manifest.name})", file=sys.stderr)
+    return 0

@@ -1,0 +1,47 @@
+"""Tissue outside the brain for scans that are not skull-stripped: skull, scalp, face and neck, eyes, air sinuses.
+
+Real unstripped DWI shows a dark skull ring (bone and fat-suppressed marrow), a faint scalp, bright vitreous on the
+ADC map, and soft tissue of the face and neck on the lowest slices; a model that only ever saw stripped brains would
+take any of these for lesions. Fractions are in the same model frame and grid as :mod:`.anatomy`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .fields import AxisGrid, CoarseField, ramp
+from .shapes import boxed_sd, ellipsoid_sd, model_index_box, smooth_union
+
+_FACE = ((0.0, -12.0, -88.0), (60.0, 86.0, 58.0))
+_NECK = ((0.0, 25.0, -150.0), (52.0, 52.0, 70.0))
+_EYES = (((31.0, -70.0, -46.0), (11.5, 11.5, 11.5)), ((-31.0, -70.0, -46.0), (11.5, 11.5, 11.5)))
+_AIR = (((24.0, -52.0, -84.0), (13.0, 15.0, 16.0)), ((-24.0, -52.0, -84.0), (13.0, 15.0, 16.0)),
+        ((0.0, -66.0, -72.0), (7.0, 22.0, 20.0)), ((0.0, -22.0, -72.0), (12.0, 10.0, 9.0)))
+
+
+def _ellipsoids_fraction(x, y, z, grid: AxisGrid, p, specs) -> np.ndarray:
+    """Union of soft ellipsoids, each evaluated on its own box only."""
+    out = np.zeros(x.shape, np.float32)
+    for c, a in specs:
+        box = model_index_box(grid, p.scale, p.deform_mm, np.subtract(c, a), np.add(c, a))
+        view = out[box]
+        np.maximum(view, ramp(-ellipsoid_sd(x[box], y[box], z[box], c, a)), out=view)
+    return out
+
+
+def build_extracranial(x, y, z, brain_sd: np.ndarray, icv: np.ndarray, p, skull_noise: CoarseField,
+                       grid: AxisGrid) -> dict[str, np.ndarray]:
+    """Fractions ``bone``, ``soft`` (scalp, muscle, residual fat), ``eye`` (vitreous) and ``air`` outside the ICV."""
+    wobble = skull_noise.on_grid(grid)  # anatomical frame: skull thickness varies smoothly, no need to warp it
+    skull_out = brain_sd - np.float32(p.ext_csf_mm) - np.float32(p.skull_mm) * (1.0 + 0.25 * wobble)
+    scalp_out = skull_out - np.float32(p.scalp_mm)
+    box = model_index_box(grid, p.scale, p.deform_mm, (-75, -110, -230), (75, 90, -15))
+    face = boxed_sd(x, y, z, box, lambda a, b, c: smooth_union(ellipsoid_sd(a, b, c, *_FACE),
+                                                               ellipsoid_sd(a, b, c, *_NECK), 25.0))
+    head = ramp(-smooth_union(scalp_out, face, 12.0))
+    skull_in = np.maximum(ramp(-skull_out), icv)
+    bone = np.clip(skull_in - icv, 0.0, 1.0)
+    soft = np.clip(head - skull_in, 0.0, 1.0)
+    eye = np.minimum(_ellipsoids_fraction(x, y, z, grid, p, _EYES), soft)
+    air = np.minimum(_ellipsoids_fraction(x, y, z, grid, p, _AIR), soft - eye)
+    soft = soft - eye - air
+    return {"bone": bone, "soft": soft, "eye": eye, "air": air}

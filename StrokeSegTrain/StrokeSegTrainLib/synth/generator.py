@@ -1,0 +1,116 @@
+"""One synthetic case from (seed, index): anatomy -> tissue changes -> signals -> acquisition -> images + manifest.
+
+Every random choice comes from ``SeedSequence([seed, index])`` split into one stream per stage, so a case is the
+same whatever the number of cases or workers, and changing how one stage draws does not reshuffle the others.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from .acquisition import ADC_UNITS, AcquiredCase, acquire, sample_acquisition
+from .anatomy import BRAIN_BOX_MODEL, anatomy_box, build_anatomy, sample_head
+from .artifacts import bias_field, susceptibility_gain
+from .fields import covering_grid
+from .geometry import ScanGeometry, sample_geometry
+from .lesions import VOLUME_RANGE_ML, render_lesions, sample_lesion_plan
+from .mimics import add_mimics
+from .mri_physics import TissueChanges, add_texture, sample_tissue_properties, synthesize_signals
+
+_STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics", "geometry", "acquisition",
+            "noise", "artefacts")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Knobs of a synthetic data set (defaults mimic the ISLES 2022 mix plus unstripped clinical scans)."""
+
+    p_no_lesion: float = 0.1
+    p_stripped: float = 0.6
+    volume_range_ml: tuple[float, float] = VOLUME_RANGE_ML
+    fine_mm: float = 1.0
+    max_oblique_deg: float = 20.0
+    threads: int = 1
+
+
+@dataclass
+class SynthCase:
+    """Images on one grid (DWI, ADC in ``info['adc_units']``, uint mask) and the manifest entry describing them."""
+
+    case_id: str
+    dwi: sitk.Image
+    adc: sitk.Image
+    mask: sitk.Image
+    info: dict
+    acquired: AcquiredCase | None = field(default=None, repr=False)
+
+
+def case_id(index: int) -> str:
+    """ISLES-like subject name: index 0 -> ``sub-synth0001``."""
+    return f"sub-synth{index + 1:04d}"
+
+
+def _anatomy_grid(head, geom: ScanGeometry, with_head: bool, fine_mm: float):
+    """The fine anatomical grid: the head's box cut down to what the stored grid can see."""
+    lo, hi = anatomy_box(head, with_head)
+    anat_corners = (geom.corners() - geom.head_translation) @ geom.head_rotation  # physical -> anatomical
+    lo = np.maximum(lo, anat_corners.min(axis=0) - 2.0)
+    hi = np.minimum(hi, anat_corners.max(axis=0) + 2.0)
+    return covering_grid(lo, np.maximum(hi, lo + 2 * fine_mm), fine_mm)
+
+
+def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) -> SynthCase:
+    """Generate case ``index`` of the data set ``seed`` (deterministic)."""
+    rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(
+        len(_STREAMS)))))
+    head = sample_head(rngs["head"])
+    props = sample_tissue_properties(rngs["physics"])
+    plan = sample_lesion_plan(rngs["plan"], config.p_no_lesion, config.volume_range_ml)
+    acq = sample_acquisition(rngs["acquisition"], config.p_stripped)
+    z_extent = (BRAIN_BOX_MODEL[0][2] * head.scale[2], BRAIN_BOX_MODEL[1][2] * head.scale[2])
+    geom = sample_geometry(rngs["geometry"], z_extent, max_oblique_deg=config.max_oblique_deg)
+
+    grid = _anatomy_grid(head, geom, not acq.stripped, config.fine_mm)
+    anat = build_anatomy(head, grid, rngs["anatomy"], with_head=not acq.stripped)
+    changes = TissueChanges.none(grid.shape)
+    add_texture(changes, anat, props, rngs["texture"])
+    mimics = add_mimics(anat, changes, rngs["mimics"])
+    lesions = render_lesions(plan, anat, changes, rngs["lesions"])
+    s0, sb = synthesize_signals(anat, props, changes)
+
+    art = rngs["artefacts"]
+    bias_amp = float(art.uniform(0.05, 0.3))
+    gain = bias_field(anat, art, bias_amp)
+    sus = susceptibility_gain(anat, art)
+    if sus is not None:
+        gain *= sus[0]
+        sb *= sus[1]
+    s0 *= gain
+    sb *= gain
+    lesion_fraction = changes.lesion * anat.tissue
+    wm_signal = float(np.exp(-props.b_value * props.adc["wm"]))
+    acquired = acquire(s0, sb, lesion_fraction, anat.icv, grid, geom, acq, props.b_value, wm_signal, rngs["noise"],
+                       fine_mm=config.fine_mm, threads=config.threads)
+
+    voxel_ml = float(np.prod(geom.spacing)) / 1000.0
+    mask_voxels = int(sitk.GetArrayViewFromImage(acquired.mask).sum())
+    cid = case_id(index)
+    info = {
+        "case_id": cid, "index": index, "seed": [int(seed), int(index)], "pattern": plan.pattern,
+        "lesion_count": len(lesions), "lesions": lesions,
+        "lesion_volume_ml": round(float(acquired.lesion_fraction.sum()) * voxel_ml, 4),
+        "mask_volume_ml": round(mask_voxels * voxel_ml, 4), "mask_voxels": mask_voxels,
+        "adc_units": acq.adc_units, "adc_unit_name": ADC_UNITS[acq.adc_units][0], "adc_dtype": acq.adc_dtype,
+        "dwi_dtype": acq.dwi_dtype, "mask_dtype": acq.mask_dtype, "b_value": round(props.b_value, 1),
+        "tissue_adc_mm2_s": {k: props.adc[k] for k in ("wm", "gm", "dgm", "csf")},
+        "size": list(geom.size), "spacing": [round(v, 6) for v in geom.spacing],
+        "origin": [round(v, 4) for v in geom.origin], "direction": [round(v, 8) for v in geom.direction],
+        "orientation": geom.orientation_code(), "obliquity_deg": round(geom.obliquity_deg(), 2),
+        "slice_axis": geom.slice_axis, "skull_stripped": acq.stripped, "snr": round(acq.snr, 2),
+        "dwi_white_matter_level": round(acq.dwi_level, 2), "bias_amplitude": round(bias_amp, 3),
+        "susceptibility_artefact": sus is not None, "atrophy": round(head.atrophy, 3), "mimics": mimics,
+    }
+    return SynthCase(case_id=cid, dwi=acquired.dwi, adc=acquired.adc, mask=acquired.mask, info=info,
+                     acquired=acquired)
