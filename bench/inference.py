@@ -1,0 +1,231 @@
+"""Whole-case inference latency and peak memory on CPU, against the network's own floor and against MONAI.
+
+Why these three numbers: ``end_to_end_s`` is what a user waits for (read, align, prepare, predict, post-process, write,
+through :func:`StrokeSegLib.segmentation.segment_files`); ``floor_s`` is the bare forward passes of the same network
+over the same windows of the same prepared image (no blending, no I/O: nothing can be faster with this network);
+``monai_s`` is MONAI's ``sliding_window_inference`` with the same network, patch, overlap, batch size and Gaussian
+blending, followed by the sigmoid (the peer). ``predict_s`` (our sliding window alone, from the segmentation report)
+against ``monai_s`` is the like-for-like comparison; ``end_to_end_s`` against both shows what the rest costs.
+
+Each case runs in its own fresh process so that ``peak_rss_mb`` (the process's maximum resident set size, read just
+after the end-to-end run, so it includes Python, torch and the model) belongs to that case alone. Every process first
+runs one warm-up forward pass so that none of the three timings pays torch's one-off start-up costs.
+
+The network has random weights unless ``--model`` is given (speed does not depend on the weights); its output bias is
+set so that predictions are sparse, as on real scans, so that post-processing is not timed on noise.
+
+    python bench/inference.py                      # both cases, default network and patch
+    python bench/inference.py --cases isles --features 8,16,32,64,128
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import queue as queue_module
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CASES: dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]] = {
+    # name: (size, spacing), both (x, y, z) as SimpleITK orders them
+    "isles": ((112, 112, 73), (2.0, 2.0, 2.0)),
+    "large": ((256, 256, 76), (0.9, 0.9, 2.0)),
+}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux, bytes on macOS
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _timed(fn: Any) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call; CPU time is the steadier figure on a busy machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _best(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """Element-wise minimum: the least-disturbed run estimates the cost best."""
+    return min(a[0], b[0]), min(a[1], b[1])
+
+
+def _make_model(folder: Path, args: argparse.Namespace) -> Path:
+    import torch
+
+    from StrokeSegLib.model_file import ModelMetadata, save_model
+    from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+
+    if args.model:
+        return Path(args.model)
+    torch.manual_seed(0)
+    config = NetworkConfig(features=args.features)
+    network = AttentionUNet3D(config)
+    with torch.no_grad():
+        network.head.bias.fill_(-4.0)  # sparse predictions, as on real scans
+    meta = ModelMetadata(model_id="bench-random", network=config.to_dict(), patch_size=args.patch,
+                         target_spacing=(2.0, 2.0, 2.0), threshold=0.5, min_lesion_mm3=0.0,
+                         description="random weights, for timing only")
+    return save_model(folder / "bench.safetensors", network, meta)
+
+
+def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Runs in a fresh process: write the case, warm up, then time end-to-end, floor and MONAI."""
+    import SimpleITK as sitk
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from StrokeSegLib.model_file import load_model
+    from StrokeSegLib.preprocessing import PreprocessConfig, prepare_case
+    from StrokeSegLib.segmentation import SegmentOptions, segment_files
+    from StrokeSegLib.sliding_window import iter_window_starts, pad_to_patch
+    from StrokeSegLib.synthetic import make_synthetic_case
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size, spacing = CASES[name]
+    with tempfile.TemporaryDirectory(prefix="strokeseg-bench-") as tmp:
+        folder = Path(tmp)
+        case = make_synthetic_case(seed=1, size=size, spacing=spacing)
+        dwi_path, adc_path = folder / "dwi.nii.gz", folder / "adc.nii.gz"
+        sitk.WriteImage(case.dwi, str(dwi_path), True)
+        sitk.WriteImage(case.adc, str(adc_path), True)
+        model_path = _make_model(folder, args)
+        loaded = load_model(model_path)
+        network, meta = loaded.network, loaded.metadata
+        patch = tuple(meta.patch_size)
+
+        with torch.inference_mode():  # warm-up: torch's one-off kernel selection is not part of any timing
+            network(torch.zeros(1, network.config.in_channels, *patch))
+
+        options = SegmentOptions(device="cpu", overlap=args.overlap, batch_size=args.batch_size)
+        reports: list[dict[str, Any]] = []
+
+        def end_to_end() -> None:
+            result = segment_files(dwi_path, adc_path, model=model_path, options=options,
+                                   out_mask=folder / "mask.nii.gz")
+            reports.append(dict(result.report["timings"]))
+
+        e2e = _timed(end_to_end)  # first run alone, so that the peak RSS is the end-to-end one
+        peak_rss = _peak_rss_mb()
+
+        clip = tuple(meta.normalization.get("clip_percentiles", (0.5, 99.5)))
+        prepared = prepare_case(case.dwi, case.adc,
+                                PreprocessConfig(target_spacing=tuple(meta.target_spacing), clip_percentiles=clip))
+        image = torch.from_numpy(prepared.image)
+        padded, _ = pad_to_patch(image, patch)
+        starts = iter_window_starts(tuple(padded.shape[1:]), patch, args.overlap)
+        pz, py, px = patch
+
+        def floor() -> None:
+            with torch.inference_mode():
+                for i in range(0, len(starts), args.batch_size):
+                    batch = torch.stack([padded[:, z:z + pz, y:y + py, x:x + px]
+                                         for z, y, x in starts[i:i + args.batch_size]])
+                    network(batch)
+
+        def monai() -> None:
+            with torch.inference_mode():
+                logits = sliding_window_inference(image[None], roi_size=patch, sw_batch_size=args.batch_size,
+                                                  predictor=network, overlap=args.overlap, mode="gaussian",
+                                                  sigma_scale=0.125)
+                torch.sigmoid(logits)
+
+        floor_t, monai_t = _timed(floor), _timed(monai)
+        for _ in range(args.repeats - 1):  # interleaved, so that a burst of load elsewhere hits all three alike
+            e2e = _best(e2e, _timed(end_to_end))
+            floor_t = _best(floor_t, _timed(floor))
+            monai_t = _best(monai_t, _timed(monai))
+        timings = min(reports, key=lambda r: r["total_s"])
+
+    return {
+        "case": name,
+        "native_size": size,
+        "network_shape_zyx": tuple(image.shape[1:]),
+        "patch": patch,
+        "windows": len(starts),
+        "threads": torch.get_num_threads(),
+        "end_to_end_s": e2e[0],
+        "floor_s": floor_t[0],
+        "monai_s": monai_t[0],
+        "cpu_s": {"end_to_end": e2e[1], "floor": floor_t[1], "monai": monai_t[1]},
+        "peak_rss_mb": peak_rss,
+        "timings": timings,
+    }
+
+
+def _child(name: str, args: argparse.Namespace, queue: Any) -> None:
+    try:
+        queue.put(_measure_case(name, args))
+    except BaseException as exc:  # report to the parent instead of dying silently
+        queue.put({"case": name, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def run_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Measure one case in a fresh process (so its peak RSS is its own)."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(name, args, queue))
+    proc.start()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():  # killed (out of memory?) before it could report
+                return {"case": name, "error": f"the benchmark process died (exit code {proc.exitcode})"}
+    proc.join()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default="isles,large", help="comma-separated: " + ", ".join(CASES))
+    parser.add_argument("--model", help="a StrokeSeg model file (default: random weights, default network)")
+    parser.add_argument("--features", type=_ints, default=(16, 32, 64, 128, 256))
+    parser.add_argument("--patch", type=_ints, default=(64, 96, 96), help="z,y,x (ignored with --model)")
+    parser.add_argument("--overlap", type=float, default=0.5)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=1, help="time each measurement this often, keep the best")
+    args = parser.parse_args(argv)
+
+    results = []
+    for name in args.cases.split(","):
+        if name not in CASES:
+            parser.error(f"unknown case {name!r}; choose from {', '.join(CASES)}")
+        result = run_case(name, args)
+        if "error" in result:
+            print(f"case={name} failed: {result['error']}", file=sys.stderr)
+            return 1
+        results.append(result)
+        t = result["timings"]
+        print(f"[{name}] native {result['native_size']} (x,y,z) -> network {result['network_shape_zyx']} (z,y,x), "
+              f"patch {result['patch']}, {result['windows']} windows, {result['threads']} threads")
+        print("  stages: " + ", ".join(f"{k}={v:.2f}" for k, v in t.items()))
+        predict = t.get("predict_s", float("nan"))
+        print(f"  our sliding window {predict:.2f} s vs MONAI {result['monai_s']:.2f} s "
+              f"(ratio {predict / result['monai_s']:.3f}); vs bare forwards {result['floor_s']:.2f} s "
+              f"(ratio {predict / result['floor_s']:.3f})")
+        cpu = result["cpu_s"]
+        print(f"  CPU seconds: end-to-end {cpu['end_to_end']:.2f}, floor {cpu['floor']:.2f}, MONAI {cpu['monai']:.2f}",
+              flush=True)
+
+    for r in results:
+        print(f"case={r['case']} end_to_end_s={r['end_to_end_s']:.2f} floor_s={r['floor_s']:.2f} "
+              f"monai_s={r['monai_s']:.2f} peak_rss_mb={r['peak_rss_mb']:.0f} "
+              f"overhead_vs_floor={r['end_to_end_s'] / r['floor_s']:.3f} "
+              f"ratio_vs_monai={r['end_to_end_s'] / r['monai_s']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
