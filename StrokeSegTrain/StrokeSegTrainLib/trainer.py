@@ -149,11 +149,14 @@ class _Run:
         if not 0 <= self.fold < c.num_folds:
             raise StrokeSegError(f"fold must be between 0 and {c.num_folds - 1}, got {self.fold}")
         checkpoint_path = self.dir / "checkpoint.pt"
-        if info.is_main and checkpoint_path.is_file() and not self.resume:
+        if checkpoint_path.is_file() and not self.resume:  # every rank checks, so all stop together
             raise StrokeSegError("this fold already has a checkpoint; pass --resume to continue it, or choose "
                                  "another output folder", self.dir)
         if info.is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
+            if not checkpoint_path.is_file():  # leftovers of a run killed before its first checkpoint
+                for stale in ("best.pt", "DONE"):
+                    (self.dir / stale).unlink(missing_ok=True)
             self._log_handler = logging.FileHandler(self.dir / "train.log", encoding="utf-8")
             self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
             log.addHandler(self._log_handler)
@@ -195,7 +198,7 @@ class _Run:
             log.info("no checkpoint in %s; starting from scratch", self.dir)
 
     def _load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
+        state = load_checkpoint(path, map_location="cpu")  # RNG states must stay CPU tensors; the rest is moved
         diffs = _config_differences(state["config"], self.config.to_dict())
         if diffs:
             raise StrokeSegError("cannot resume with a different configuration (" + "; ".join(diffs) + ")", path)
