@@ -101,6 +101,7 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         "case_id": cid, "index": index, "seed": [int(seed), int(index)], "pattern": plan.pattern,
         "lesion_count": len(lesions), "lesions": lesions,
         "lesion_volume_ml": round(float(acquired.lesion_fraction.sum()) * voxel_ml, 4),
+        "lesion_volume_fine_ml": round(float(lesion_fraction.sum()) * grid.voxel_volume_mm3 / 1000.0, 4),
         "mask_volume_ml": round(mask_voxels * voxel_ml, 4), "mask_voxels": mask_voxels,
         "adc_units": acq.adc_units, "adc_unit_name": ADC_UNITS[acq.adc_units][0], "adc_dtype": acq.adc_dtype,
         "dwi_dtype": acq.dwi_dtype, "mask_dtype": acq.mask_dtype, "b_value": round(props.b_value, 1),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .shapes import rotation_matrix
+from .shapes import axis_angle_matrix, rotation_matrix
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,10 @@ def sample_geometry(rng: np.random.Generator, brain_extent_z: tuple[float, float
 
     Slices sometimes miss the top of the head or the lower cerebellum, as thick-slice clinical protocols do.
     """
-    oblique = rotation_matrix(*(rng.uniform(-1, 1, 3) * np.array([0.5, 1.0, 0.5]) * max_oblique_deg))
+    # Oblique slices: tilted about a random axis (mostly left-right, i.e. pitch towards the AC-PC line) by at most
+    # max_oblique_deg, so no index axis is further than that from the physical axis it stands for.
+    axis = rng.normal(size=3) * np.array([1.5, 0.7, 0.7])
+    oblique = axis_angle_matrix(axis, max_oblique_deg * np.sqrt(rng.uniform()))
     jitter = rotation_matrix(*rng.uniform(-max_head_tilt_deg, max_head_tilt_deg, 3))
     head_rotation = oblique @ jitter
     head_translation = rng.uniform(-25.0, 25.0, 3)

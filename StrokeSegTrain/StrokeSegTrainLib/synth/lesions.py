@@ -22,10 +22,12 @@ from .fields import AxisGrid, band_limited_noise, ramp
 from .mri_physics import TissueChanges
 from .shapes import rotation_matrix
 
-#: Mean lesion ADC over the stored mask divided by the ADC of the tissue it replaced, as the tests measure it.
-CLAIMED_ADC_RATIO = (0.30, 0.85)
-CORE_ADC_FACTOR = (0.30, 0.65)
-RIM_ADC_FACTOR = (0.65, 0.90)
+#: Lesion ADC as a fraction of normal tissue ADC: the infarct core (voxels fully infarcted) lies in CLAIMED_CORE_RATIO;
+#: the mean over the whole mask, rim and partial volume with CSF included, stays below CLAIMED_MASK_RATIO_MAX.
+CLAIMED_CORE_RATIO = (0.25, 0.70)
+CLAIMED_MASK_RATIO_MAX = 0.95
+CORE_ADC_FACTOR = (0.30, 0.60)
+RIM_ADC_FACTOR = (0.60, 0.85)
 T2_FACTOR = (1.0, 1.35)
 VOLUME_RANGE_ML = (0.05, 200.0)
 
@@ -64,7 +66,7 @@ def _spec(rng: np.random.Generator, kind: str, lo: float, hi: float, hemisphere:
     core = float(rng.uniform(*CORE_ADC_FACTOR))
     return LesionSpec(kind=kind, target_ml=volume, hemisphere=hemisphere, core_adc=core,
                       rim_adc=float(max(core, rng.uniform(*RIM_ADC_FACTOR))), t2=float(rng.uniform(*T2_FACTOR)),
-                      gamma=float(rng.uniform(1.5, 4.0)))
+                      gamma=float(rng.uniform(2.0, 5.0)))
 
 
 def sample_lesion_plan(rng: np.random.Generator, p_none: float = 0.1,

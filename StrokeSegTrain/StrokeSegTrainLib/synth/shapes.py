@@ -20,6 +20,15 @@ def rotation_matrix(yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: floa
     return ry @ rx @ rz
 
 
+def axis_angle_matrix(axis, angle_deg: float) -> Array:
+    """Rotation by ``angle_deg`` about ``axis`` (Rodrigues): no vector turns by more than that angle."""
+    k = np.asarray(axis, float)
+    k = k / np.linalg.norm(k)
+    a = np.deg2rad(angle_deg)
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(a) * cross + (1 - np.cos(a)) * cross @ cross
+
+
 def ellipsoid_sd(x: Array, y: Array, z: Array, center, axes, rotation: Array | None = None) -> Array:
     """Approximate signed distance to an ellipsoid (exact for spheres; first order f/|grad f| otherwise).
 

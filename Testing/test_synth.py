@@ -1,0 +1,234 @@
+"""The synthetic generator makes what it claims: lesion contrast and sizes, empty masks without lesions, consistent ADC
+units, the manifest's geometry, determinism, and the exact ISLES 2022 Zenodo layout from the CLI."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from StrokeSegTrainLib.cli import main as train_main
+from StrokeSegTrainLib.synth.acquisition import ADC_UNITS, sample_acquisition
+from StrokeSegTrainLib.synth.anatomy import build_anatomy, sample_head
+from StrokeSegTrainLib.synth.dataset import MANIFEST_NAME, case_paths
+from StrokeSegTrainLib.synth.fields import AxisGrid
+from StrokeSegTrainLib.synth.generator import SynthConfig, generate_case
+from StrokeSegTrainLib.synth.geometry import sample_geometry
+from StrokeSegTrainLib.synth.lesions import (CLAIMED_CORE_RATIO, CLAIMED_MASK_RATIO_MAX, VOLUME_RANGE_ML,
+                                             sample_lesion_plan)
+from StrokeSegTrainLib.synth.montage import save_montage
+from StrokeSegTrainLib.synth.mri_physics import (TissueChanges, adc_from_signals, sample_tissue_properties,
+                                                 synthesize_signals)
+
+SEED = 2024
+
+
+@pytest.fixture(scope="module")
+def lesion_cases():
+    """Three cases that surely have lesions big enough to have a fully infarcted core."""
+    config = SynthConfig(p_no_lesion=0.0, volume_range_ml=(1.0, 80.0))
+    return [generate_case(SEED, i, config) for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """A small tree written by ``strokeseg-train synth``."""
+    out = tmp_path_factory.mktemp("synth") / "tree"
+    assert train_main(["synth", "--out", str(out), "--cases", "2", "--seed", str(SEED), "--quiet"]) == 0
+    return out
+
+
+def _arrays(case):
+    adc = sitk.GetArrayFromImage(case.adc).astype(np.float64) * case.info["adc_units"]
+    return sitk.GetArrayFromImage(case.dwi).astype(np.float64), adc, sitk.GetArrayFromImage(case.mask) > 0
+
+
+def _normal_tissue(adc, mask, brain):
+    """Brain voxels away from the lesion that are tissue, not CSF (ADC below 1.5e-3 mm^2/s)."""
+    return brain & ~ndimage.binary_dilation(mask, iterations=3) & (adc > 0.2e-3) & (adc < 1.5e-3)
+
+
+def test_lesion_adc_is_reduced_as_claimed(lesion_cases):
+    for case in lesion_cases:
+        dwi, adc, mask = _arrays(case)
+        normal = np.median(adc[_normal_tissue(adc, mask, case.acquired.brain_mask)])
+        core = case.acquired.lesion_fraction >= 0.9  # stored voxels fully inside the infarct
+        assert core.sum() >= 5, case.info["lesions"]
+        ratio_core = adc[core].mean() / normal
+        ratio_mask = adc[mask].mean() / normal
+        assert CLAIMED_CORE_RATIO[0] <= ratio_core <= CLAIMED_CORE_RATIO[1], (case.case_id, ratio_core)
+        assert ratio_mask < CLAIMED_MASK_RATIO_MAX, (case.case_id, ratio_mask)
+
+
+def test_lesion_is_bright_on_dwi(lesion_cases):
+    for case in lesion_cases:
+        dwi, adc, mask = _arrays(case)
+        ring = ndimage.binary_dilation(mask, iterations=3) & ~mask & case.acquired.brain_mask & (adc < 1.5e-3)
+        assert dwi[mask].mean() > 1.15 * dwi[ring].mean(), case.case_id
+
+
+def test_mask_volume_matches_manifest(lesion_cases):
+    for case in lesion_cases:
+        info = case.info
+        voxel_ml = float(np.prod(case.mask.GetSpacing())) / 1000.0
+        mask_ml = float(sitk.GetArrayViewFromImage(case.mask).sum()) * voxel_ml
+        assert mask_ml == pytest.approx(info["mask_volume_ml"], abs=1e-3)
+        # The mask thresholds the partial-volume lesion at 0.5: its volume differs from the true lesion volume
+        # by boundary voxels only.
+        true_ml = info["lesion_volume_ml"]
+        assert abs(mask_ml - true_ml) <= 0.2 * true_ml + 4 * voxel_ml, (case.case_id, mask_ml, true_ml)
+        # The true volume in the field of view never exceeds what was drawn on the fine grid, and every lesion was
+        # drawn at its planned size.
+        assert true_ml <= info["lesion_volume_fine_ml"] * 1.02 + 1e-3
+        for lesion in info["lesions"]:
+            assert lesion["volume_ml"] == pytest.approx(lesion["target_ml"], rel=0.05, abs=0.01), lesion
+
+
+def test_plans_cover_the_size_range():
+    rng = np.random.default_rng(0)
+    plans = [sample_lesion_plan(rng) for _ in range(600)]
+    volumes = np.array([lesion.target_ml for plan in plans for lesion in plan.lesions])
+    assert volumes.min() >= VOLUME_RANGE_ML[0] and volumes.max() <= VOLUME_RANGE_ML[1]
+    assert volumes.min() < 0.1 and volumes.max() > 120.0
+    assert np.mean(volumes < 1.0) > 0.4  # many small lesions
+    totals = np.array([sum(lesion.target_ml for lesion in plan.lesions) for plan in plans if plan.lesions])
+    assert np.mean(totals > 20.0) > 0.1  # and a fair share of large infarcts
+    none = np.mean([plan.pattern == "none" for plan in plans])
+    assert 0.06 < none < 0.14
+    counts = Counter(len(plan.lesions) for plan in plans)
+    assert counts[1] > 0 and max(counts) >= 10
+
+
+def test_lesion_free_case_has_empty_mask():
+    case = generate_case(SEED, 7, SynthConfig(p_no_lesion=1.0))
+    assert case.info["lesion_count"] == 0 and case.info["pattern"] == "none"
+    assert sitk.GetArrayViewFromImage(case.mask).sum() == 0
+    assert case.info["mask_volume_ml"] == 0.0 and case.info["lesion_volume_ml"] == 0.0
+
+
+def test_adc_units_scale_back_to_tissue_values(lesion_cases):
+    for case in lesion_cases:
+        info = case.info
+        stored = sitk.GetArrayFromImage(case.adc)
+        assert stored.dtype == np.dtype(info["adc_dtype"])
+        assert info["adc_dtype"] in ADC_UNITS[info["adc_units"]][1]
+        _, adc, mask = _arrays(case)
+        tissue = np.median(adc[_normal_tissue(adc, mask, case.acquired.brain_mask)])
+        lo, hi = info["tissue_adc_mm2_s"]["wm"], info["tissue_adc_mm2_s"]["gm"]
+        assert 0.85 * lo < tissue < 1.15 * hi, (info["adc_units"], tissue)
+        csf = np.percentile(adc[case.acquired.brain_mask], 99)
+        assert 1.8e-3 < csf < 5.1e-3  # the brightest brain voxels are CSF, in mm^2/s after scaling
+
+
+def test_all_unit_conventions_and_dtypes_occur():
+    rng = np.random.default_rng(1)
+    params = [sample_acquisition(rng) for _ in range(300)]
+    assert {p.adc_units for p in params} == {1.0, 1e-3, 1e-6}
+    assert {p.adc_dtype for p in params if p.adc_units == 1e-6} >= {"int16"}
+    assert all(p.adc_dtype != "int16" for p in params if p.adc_units != 1e-6)
+    assert {p.stripped for p in params} == {True, False}
+
+
+def test_geometry_matches_manifest(lesion_cases):
+    for case in lesion_cases:
+        info = case.info
+        for image in (case.dwi, case.adc, case.mask):
+            assert list(image.GetSize()) == info["size"]
+            np.testing.assert_allclose(image.GetSpacing(), info["spacing"], rtol=1e-5)
+            np.testing.assert_allclose(image.GetOrigin(), info["origin"], atol=1e-3)
+            np.testing.assert_allclose(image.GetDirection(), info["direction"], atol=1e-6)
+        d = np.asarray(info["direction"]).reshape(3, 3)
+        np.testing.assert_allclose(d.T @ d, np.eye(3), atol=1e-6)
+        nearest = np.degrees(np.arccos(np.abs(d).max(axis=0).min()))
+        assert nearest == pytest.approx(info["obliquity_deg"], abs=0.02)
+        assert info["spacing"][info["slice_axis"]] == max(info["spacing"])
+
+
+def test_geometry_sampler_is_oblique_permuted_and_anisotropic():
+    rng = np.random.default_rng(3)
+    geoms = [sample_geometry(rng, (-75.0, 60.0)) for _ in range(300)]
+    oblique = np.array([g.obliquity_deg() for g in geoms])
+    assert oblique.max() > 12.0 and oblique.max() <= 21.0
+    assert len({g.orientation_code() for g in geoms}) >= 6  # LPS-, RAS-style, transposed, ...
+    in_plane = np.array([min(g.spacing) for g in geoms])
+    slices = np.array([g.spacing[g.slice_axis] for g in geoms])
+    assert 0.8 <= in_plane.min() and in_plane.max() <= 2.0 + 1e-9
+    assert 2.0 - 1e-9 <= slices.min() and slices.max() <= 5.0 + 1e-9 and np.mean(slices > 3.5) > 0.2
+
+
+def test_generation_is_deterministic_per_seed_and_index(lesion_cases):
+    config = SynthConfig(p_no_lesion=0.0, volume_range_ml=(1.0, 80.0))
+    again = generate_case(SEED, 1, config)
+    first = lesion_cases[1]
+    assert again.info == first.info
+    for a, b in ((again.dwi, first.dwi), (again.adc, first.adc), (again.mask, first.mask)):
+        np.testing.assert_array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b))
+    assert lesion_cases[0].info["origin"] != first.info["origin"]
+
+
+def test_stripped_and_unstripped_backgrounds():
+    stripped = generate_case(SEED, 11, SynthConfig(p_stripped=1.0, p_no_lesion=1.0))
+    unstripped = generate_case(SEED, 11, SynthConfig(p_stripped=0.0, p_no_lesion=1.0))
+    for case, zero_outside in ((stripped, True), (unstripped, False)):
+        dwi = sitk.GetArrayFromImage(case.dwi).astype(np.float64)
+        outside = ~ndimage.binary_dilation(case.acquired.brain_mask, iterations=2)
+        assert case.info["skull_stripped"] is zero_outside
+        if zero_outside:
+            assert np.all(dwi[outside] == 0)
+        else:  # Rician background noise and a visible scalp
+            assert np.mean(dwi[outside] > 0) > 0.9
+
+
+def test_signals_give_tissue_adc_without_noise():
+    rng = np.random.default_rng(5)
+    head = sample_head(rng)
+    grid = AxisGrid((-80.0, -100.0, -70.0), 2.0, (70, 100, 80))
+    anat = build_anatomy(head, grid, rng, with_head=False)
+    props = sample_tissue_properties(rng)
+    s0, sb = synthesize_signals(anat, props, TissueChanges.none(grid.shape))
+    adc = adc_from_signals(s0, sb, props.b_value)
+    for name in ("wm", "csf"):
+        pure = getattr(anat, name) > 0.999
+        assert pure.sum() > 100
+        np.testing.assert_allclose(adc[pure], props.adc[name], rtol=5e-3)
+    tissue_ml = anat.tissue.sum() * 8.0 / 1000.0
+    assert 600.0 < tissue_ml < 1800.0
+    assert 0.25 < anat.gm.sum() / anat.tissue.sum() < 0.65
+
+
+def test_cli_writes_the_zenodo_layout(written):
+    files = sorted(p.relative_to(written).as_posix() for p in written.rglob("*") if p.is_file())
+    expected = [MANIFEST_NAME]
+    for cid in ("sub-synth0001", "sub-synth0002"):
+        expected += [f"derivatives/{cid}/ses-0001/{cid}_ses-0001_msk.nii.gz",
+                     f"{cid}/ses-0001/dwi/{cid}_ses-0001_adc.nii.gz", f"{cid}/ses-0001/dwi/{cid}_ses-0001_dwi.nii.gz"]
+    assert files == sorted(expected)
+    manifest = json.loads((written / MANIFEST_NAME).read_text())
+    assert [c["case_id"] for c in manifest["cases"]] == ["sub-synth0001", "sub-synth0002"]
+    for entry in manifest["cases"]:
+        paths = case_paths(written, entry["case_id"])
+        assert entry["files"] == {k: p.relative_to(written).as_posix() for k, p in paths.items()}
+        images = {k: sitk.ReadImage(str(p)) for k, p in paths.items()}
+        for image in images.values():
+            assert list(image.GetSize()) == entry["size"]
+            np.testing.assert_allclose(image.GetDirection(), entry["direction"], atol=1e-6)
+        assert sitk.GetArrayViewFromImage(images["adc"]).dtype == np.dtype(entry["adc_dtype"])
+        assert int(sitk.GetArrayViewFromImage(images["mask"]).sum()) == entry["mask_voxels"]
+        for key in ("seed", "lesion_count", "lesions", "spacing", "skull_stripped", "orientation", "adc_units"):
+            assert key in entry
+        assert entry["seed"] == [SEED, entry["index"]]
+
+
+def test_written_cases_equal_direct_generation(written):
+    direct = generate_case(SEED, 1)
+    dwi = sitk.ReadImage(str(case_paths(written, "sub-synth0002")["dwi"]))
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(dwi), sitk.GetArrayViewFromImage(direct.dwi))
+
+
+def test_montage_is_a_png(lesion_cases, tmp_path: Path):
+    out = save_montage(lesion_cases[:2], tmp_path / "m.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
