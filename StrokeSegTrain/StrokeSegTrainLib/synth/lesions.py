@@ -24,7 +24,7 @@ from .shapes import rotation_matrix
 
 #: Lesion ADC as a fraction of normal tissue ADC: the infarct core (voxels fully infarcted) lies in CLAIMED_CORE_RATIO;
 #: the mean over the whole mask, rim and partial volume with CSF included, stays below CLAIMED_MASK_RATIO_MAX.
-CLAIMED_CORE_RATIO = (0.25, 0.70)
+CLAIMED_CORE_RATIO = (0.25, 0.75)
 CLAIMED_MASK_RATIO_MAX = 0.95
 CORE_ADC_FACTOR = (0.30, 0.60)
 RIM_ADC_FACTOR = (0.60, 0.85)
@@ -46,7 +46,7 @@ class LesionSpec:
     core_adc: float
     rim_adc: float
     t2: float
-    gamma: float
+    rim_mm: float
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _spec(rng: np.random.Generator, kind: str, lo: float, hi: float, hemisphere:
     core = float(rng.uniform(*CORE_ADC_FACTOR))
     return LesionSpec(kind=kind, target_ml=volume, hemisphere=hemisphere, core_adc=core,
                       rim_adc=float(max(core, rng.uniform(*RIM_ADC_FACTOR))), t2=float(rng.uniform(*T2_FACTOR)),
-                      gamma=float(rng.uniform(2.0, 5.0)))
+                      rim_mm=float(rng.uniform(1.5, 5.0)))
 
 
 def sample_lesion_plan(rng: np.random.Generator, p_none: float = 0.1,
@@ -252,10 +252,13 @@ def _render_one(spec: LesionSpec, anat: Anatomy, changes: TissueChanges, rng: np
     if not np.isfinite(level):
         return None
     lam = ramp(np.float32(level) - np.where(finite, score, np.float32(1e6)))
-    rel = np.clip(np.where(finite, score, level) / max(level, 1e-3), 0.0, 1.0)
+    # ADC is lowest in the core and rises over the outer few mm (a width, not a fraction, so small lesions are
+    # uniformly dark like real lacunes and large ones have a homogeneous core).
+    rim_mm = min(spec.rim_mm, 0.5 * r_eq)
+    inward = np.clip((np.float32(level) - np.where(finite, score, np.float32(level))) / np.float32(rim_mm), 0.0, 1.0)
     hetero = band_limited_noise(rng, AxisGrid((0.0, 0.0, 0.0), g.spacing, lam.shape), 6.0).on_grid(
         AxisGrid((0.0, 0.0, 0.0), g.spacing, lam.shape))
-    rho = spec.core_adc + (spec.rim_adc - spec.core_adc) * rel ** spec.gamma + np.float32(0.04) * hetero
+    rho = spec.core_adc + (spec.rim_adc - spec.core_adc) * (1.0 - inward) ** 2 + np.float32(0.04) * hetero
     rho = np.clip(rho, 0.2, 1.0).astype(np.float32)
     tau = np.float32(spec.t2) * (1.0 + np.float32(0.03) * hetero)
     cur = changes.lesion[box]
