@@ -6,7 +6,8 @@ patch size, batch size and augmentations on the same preprocessed cases; they di
 * ours: :class:`PatchSampler` (memory-mapped cache, foreground oversampling) and :func:`augment_batch` (one
   ``grid_sample`` for image and mask, intensity transforms on the chosen samples), both in 2 prefetch threads as the
   trainer runs them on the CPU;
-* MONAI: ``RandCropByPosNegLabeld`` (pos 1 : neg 2, the same 0.33 foreground fraction), ``RandFlipd`` per axis,
+* MONAI: padding and ``FgBgToIndicesd`` cached once, then ``RandCropByPosNegLabeld`` (pos 1 : neg 2, the same 0.33
+  foreground fraction, from the cached indices), ``RandFlipd`` per axis,
   ``RandAffined`` (rotation and isotropic scaling), ``RandGaussianNoised``, ``RandGaussianSmoothd``,
   ``RandScaleIntensityd`` (brightness), ``RandScaleIntensityFixedMeand`` (contrast), ``RandSimulateLowResolutiond``
   and ``RandAdjustContrastd`` (gamma), per sample, through a ``DataLoader`` with 2 worker processes.
@@ -102,7 +103,7 @@ def _monai(args: argparse.Namespace, entries: list[str]):
     """The same work expressed as a standard MONAI dictionary pipeline."""
     import numpy as np
     import monai.transforms as T
-    from monai.data import DataLoader, Dataset
+    from monai.data import CacheDataset, DataLoader, Dataset
     from monai.utils import set_determinism
 
     from StrokeSegTrainLib.data_cache import open_entry
@@ -113,14 +114,16 @@ def _monai(args: argparse.Namespace, entries: list[str]):
     data = []
     for entry in entries:
         case = open_entry(entry)
-        data.append({"image": np.asarray(case.image, dtype=np.float32), "label": np.asarray(case.mask)[None]})
+        data.append({"image": np.asarray(case.image, dtype=np.float32), "label": np.array(case.mask)[None]})
     keys = ["image", "label"]
     angle = np.deg2rad(a.rotation_degrees[1])
     scale = a.scale_range[1] - 1.0
+    # Deterministic part cached once, as MONAI recommends (our cache likewise stores the lesion voxel indices).
+    prepare = T.Compose([T.SpatialPadd(keys, spatial_size=config.patch_size),
+                         T.FgBgToIndicesd("label", fg_postfix="_fg", bg_postfix="_bg")])
     transforms = T.Compose([
-        T.SpatialPadd(keys, spatial_size=config.patch_size),
         T.RandCropByPosNegLabeld(keys, label_key="label", spatial_size=config.patch_size, pos=1, neg=2,
-                                 num_samples=1),
+                                 num_samples=1, fg_indices_key="label_fg", bg_indices_key="label_bg"),
         *[T.RandFlipd(keys, prob=a.flip_probability, spatial_axis=axis) for axis in a.flip_axes],
         T.RandAffined(keys, prob=1 - (1 - a.rotation_probability) * (1 - a.scale_probability),
                       rotate_range=(angle, angle, angle), scale_range=(scale, scale, scale),
@@ -134,7 +137,8 @@ def _monai(args: argparse.Namespace, entries: list[str]):
                                      zoom_range=(1 / a.lowres_factor[1], 1 / a.lowres_factor[0])),
         T.RandAdjustContrastd("image", prob=a.gamma_probability, gamma=a.gamma_range),
     ])
-    dataset = Dataset(data * 1000, transform=transforms)
+    cached = CacheDataset(data, transform=prepare, progress=False)
+    dataset = Dataset([cached[i] for i in range(len(cached))] * 1000, transform=transforms)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=2,
                         persistent_workers=True)
     while True:
