@@ -121,17 +121,16 @@ def _predict_batch(
 
 def pad_to_patch(image: torch.Tensor, patch: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[slice, ...]]:
     """Zero-pad (centred) axes shorter than the patch; return the padded image and the slices that undo it."""
-    pads: list[int] = []
-    crop: list[slice] = []
-    for size, p in zip(image.shape[1:], patch, strict=True):
-        before = max(p - size, 0) // 2
-        after = max(p - size, 0) - before
-        pads.append((before, after))  # type: ignore[arg-type]
-        crop.append(slice(before, before + size))
-    if not any(b or a for b, a in pads):  # type: ignore[misc]
-        return image, (slice(None),) + tuple(crop)
-    flat = [v for pair in reversed(pads) for v in pair]  # type: ignore[union-attr]
-    return F.pad(image, flat, mode="constant", value=0.0), (slice(None),) + tuple(crop)
+    sizes = tuple(image.shape[1:])
+    pads: list[tuple[int, int]] = []
+    for size, p in zip(sizes, patch, strict=True):
+        missing = max(p - size, 0)
+        pads.append((missing // 2, missing - missing // 2))
+    crop = (slice(None),) + tuple(slice(before, before + size) for (before, _), size in zip(pads, sizes))
+    if not any(before or after for before, after in pads):
+        return image, crop
+    flat = [value for pair in reversed(pads) for value in pair]  # F.pad wants the last axis first
+    return F.pad(image, flat, mode="constant", value=0.0), crop
 
 
 def _validate(network: nn.Module, image: torch.Tensor, patch: tuple[int, ...], batch_size: int) -> None:
