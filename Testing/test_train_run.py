@@ -61,11 +61,16 @@ def test_tiny_run_trains_validates_exports_and_reloads(data_root, cache_dir, tmp
     for name, tensor in loaded.network.state_dict().items():
         assert torch.equal(tensor, best[name]), name
 
-    case_dir = data_root / "sub-p1" / "ses-0001" / "dwi"
-    seg = segment_files(case_dir / "sub-p1_ses-0001_dwi.nii.gz", case_dir / "sub-p1_ses-0001_adc.nii.gz",
+    # Validation predicted exactly what `strokeseg segment` with the exported model predicts.
+    case_id = val_ids[0]
+    subject, session = case_id.split("_")
+    case_dir = data_root / subject / session / "dwi"
+    seg = segment_files(case_dir / f"{case_id}_dwi.nii.gz", case_dir / f"{case_id}_adc.nii.gz",
                         model=result.model_path, options=SegmentOptions(device="cpu"))
-    dwi = sitk.ReadImage(str(case_dir / "sub-p1_ses-0001_dwi.nii.gz"))
-    assert seg.mask.GetSize() == dwi.GetSize()
+    validated = sitk.ReadImage(str(fold / "validation" / "predictions" / f"{case_id}_msk.nii.gz"))
+    assert seg.mask.GetSize() == validated.GetSize()
+    assert np.array_equal(sitk.GetArrayFromImage(seg.mask), sitk.GetArrayFromImage(validated))
+    assert sitk.GetArrayFromImage(validated).sum() > 0, "an empty mask would make the comparison weak"
 
     with pytest.raises(StrokeSegError, match="--resume"):
         train(tiny_config(), data_root, out, fold=1, device="cpu", cache_dir=cache_dir)

@@ -118,7 +118,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     amp: bool = True
-    cache_dtype: str = "float16"
+    cache_dtype: str = "float32"
     prefetch_batches: int = 2
     val_overlap: float = 0.5
     val_batch_size: int = 2

@@ -48,7 +48,7 @@ class ValidationResult:
 def predict_case(network: torch.nn.Module, case: CachedCase, config: TrainConfig, device: torch.device
                  ) -> tuple[torch.Tensor, sitk.Image]:
     """Network-grid probabilities (1, z, y, x) and the post-processed native-space mask (uint8 on the DWI grid)."""
-    image = torch.from_numpy(np.asarray(case.image, dtype=np.float32))
+    image = torch.from_numpy(np.array(case.image, dtype=np.float32))  # a writable copy of the memory map
     prob = sliding_window_predict(network, image, patch_size=config.patch_size, overlap=config.val_overlap,
                                   batch_size=config.val_batch_size, device=device, amp=config.amp, mirror_tta=False)
     native_prob = case.to_native(prob[0].numpy(), interpolator="linear")
