@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from StrokeSegTrainLib.cli import main as train_main
 from StrokeSegTrainLib.synth.acquisition import ADC_UNITS, sample_acquisition
-from StrokeSegTrainLib.synth.anatomy import build_anatomy, sample_head
+from StrokeSegTrainLib.synth.anatomy import build_anatomy, draw_fields, sample_head
 from StrokeSegTrainLib.synth.dataset import MANIFEST_NAME, case_paths
 from StrokeSegTrainLib.synth.fields import AxisGrid
 from StrokeSegTrainLib.synth.generator import SynthConfig, generate_case
@@ -187,7 +187,7 @@ def test_signals_give_tissue_adc_without_noise():
     rng = np.random.default_rng(5)
     head = sample_head(rng)
     grid = AxisGrid((-80.0, -100.0, -70.0), 2.0, (70, 100, 80))
-    anat = build_anatomy(head, grid, rng, with_head=False)
+    anat = build_anatomy(head, grid, draw_fields(rng, head))
     props = sample_tissue_properties(rng)
     s0, sb = synthesize_signals(anat, props, TissueChanges.none(grid.shape))
     adc = adc_from_signals(s0, sb, props.b_value)

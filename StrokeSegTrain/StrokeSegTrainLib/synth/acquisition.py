@@ -82,12 +82,12 @@ def _crop(geom: ScanGeometry, fine: AxisGrid) -> tuple[np.ndarray, np.ndarray]:
     return start, np.maximum(stop, start)
 
 
-def partial_volume_resample(channels: list[np.ndarray], fine: AxisGrid, geom: ScanGeometry, fine_mm: float = 1.0,
-                            threads: int = 1) -> list[np.ndarray]:
+def partial_volume_resample(channels: list[np.ndarray], fine: AxisGrid, geom: ScanGeometry,
+                            step_mm: float | None = 1.0, threads: int = 1) -> list[np.ndarray]:
     """Each fine-grid channel onto the stored grid as the mean of its sub-samples (arrays (k, j, i), float32).
 
-    The fine grid's physical placement is the head pose; only the part of the stored grid the head can reach is
-    computed, the rest is 0.
+    Sub-samples are about ``step_mm`` apart (None: one per voxel, at its centre, for smooth maps). The fine grid's
+    physical placement is the head pose; only the part of the stored grid it can reach is computed, the rest is 0.
     """
     size = np.asarray(geom.size)
     out = [np.zeros(size[::-1], np.float32) for _ in channels]
@@ -95,14 +95,17 @@ def partial_volume_resample(channels: list[np.ndarray], fine: AxisGrid, geom: Sc
     n = stop - start
     if np.any(n == 0):
         return out
-    k = np.asarray(supersampling_factors(geom.spacing, fine_mm))
+    k = np.asarray(supersampling_factors(geom.spacing, step_mm) if step_mm else (1, 1, 1))
     sub_spacing = np.asarray(geom.spacing) / k
     first = start - 0.5 + 0.5 / k  # continuous index of the first sub-sample
     sub_origin = geom.index_to_physical(first)
-    vec = sitk.GetImageFromArray(np.stack(channels, axis=-1).astype(np.float32, copy=False), isVector=True)
-    vec.SetSpacing((fine.spacing,) * 3)
-    vec.SetOrigin(tuple(float(v) for v in geom.head_rotation @ np.asarray(fine.origin) + geom.head_translation))
-    vec.SetDirection(tuple(float(v) for v in geom.head_rotation.ravel()))
+    if len(channels) == 1:
+        src = sitk.GetImageFromArray(np.asarray(channels[0], np.float32))
+    else:
+        src = sitk.GetImageFromArray(np.stack(channels, axis=-1).astype(np.float32, copy=False), isVector=True)
+    src.SetSpacing((fine.spacing,) * 3)
+    src.SetOrigin(tuple(float(v) for v in geom.head_rotation @ np.asarray(fine.origin) + geom.head_translation))
+    src.SetDirection(tuple(float(v) for v in geom.head_rotation.ravel()))
     f = sitk.ResampleImageFilter()
     f.SetNumberOfThreads(int(threads))
     f.SetSize([int(v) for v in n * k])
@@ -111,12 +114,23 @@ def partial_volume_resample(channels: list[np.ndarray], fine: AxisGrid, geom: Sc
     f.SetOutputDirection(geom.direction)
     f.SetInterpolator(sitk.sitkLinear)
     f.SetDefaultPixelValue(0.0)
-    sub = sitk.GetArrayFromImage(f.Execute(vec))  # (nk*kk, nj*kj, ni*ki, C)
-    sub = sub.reshape(n[2], k[2], n[1], k[1], n[0], k[0], len(channels)).mean(axis=(1, 3, 5), dtype=np.float32)
+    sub = sitk.GetArrayFromImage(f.Execute(src)).reshape(int(n[2] * k[2]), int(n[1] * k[1]), int(n[0] * k[0]), -1)
+    if k.prod() > 1:
+        sub = sub.reshape(n[2], k[2], n[1], k[1], n[0], k[0], len(channels)).mean(axis=(1, 3, 5), dtype=np.float32)
     box = (slice(start[2], stop[2]), slice(start[1], stop[1]), slice(start[0], stop[0]))
     for c, arr in enumerate(out):
         arr[box] = sub[..., c]
     return out
+
+
+def _nonzero_subgrid(a: np.ndarray, grid: AxisGrid) -> tuple[np.ndarray, AxisGrid] | None:
+    """The bounding box of a sparse fine-grid map (with a 2-voxel margin) as an array and its grid."""
+    nz = [np.nonzero(a.any(axis=tuple(d for d in range(3) if d != k)))[0] for k in range(3)]
+    if any(len(v) == 0 for v in nz):
+        return None
+    box = tuple(slice(max(int(v[0]) - 2, 0), min(int(v[-1]) + 3, n)) for v, n in zip(nz, a.shape))
+    origin = tuple(o + grid.spacing * b.start for o, b in zip(grid.origin, box[::-1]))
+    return a[box], AxisGrid(origin, grid.spacing, a[box].shape)
 
 
 def _blur(a: np.ndarray, sigma: float, slice_axis_array: int) -> np.ndarray:
@@ -130,9 +144,15 @@ def _blur(a: np.ndarray, sigma: float, slice_axis_array: int) -> np.ndarray:
 
 def _rician(signal: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Magnitude of the signal plus complex Gaussian noise."""
-    re = signal + rng.normal(0.0, sigma, signal.shape).astype(np.float32)
-    im = rng.normal(0.0, sigma, signal.shape).astype(np.float32)
-    return np.sqrt(re * re + im * im)
+    re = rng.standard_normal(signal.shape, dtype=np.float32)
+    re *= np.float32(sigma)
+    re += signal
+    im = rng.standard_normal(signal.shape, dtype=np.float32)
+    im *= np.float32(sigma)
+    re *= re
+    im *= im
+    re += im
+    return np.sqrt(re, out=re)
 
 
 def _cast(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -161,11 +181,24 @@ class AcquiredCase:
     wm_dwi_level: float
 
 
-def acquire(s0: np.ndarray, sb: np.ndarray, lesion: np.ndarray, icv: np.ndarray, fine: AxisGrid, geom: ScanGeometry,
-            acq: AcquisitionParams, b_value: float, wm_signal: float, rng: np.random.Generator,
-            fine_mm: float = 1.0, threads: int = 1) -> AcquiredCase:
-    """Stored DWI, ADC (in ``acq.adc_units``) and lesion mask (partial-volume fraction >= 0.5)."""
-    s0_t, sb_t, les_t, icv_t = partial_volume_resample([s0, sb, lesion, icv], fine, geom, fine_mm, threads)
+def acquire(fine: AxisGrid, s0: np.ndarray, sb: np.ndarray, lesion: np.ndarray, icv: np.ndarray,
+            geom: ScanGeometry, acq: AcquisitionParams, b_value: float, wm_signal: float, rng: np.random.Generator,
+            head: tuple[AxisGrid, np.ndarray, np.ndarray] | None = None, fine_mm: float = 1.0,
+            threads: int = 1) -> AcquiredCase:
+    """Stored DWI, ADC (in ``acq.adc_units``) and lesion mask (partial-volume fraction >= 0.5).
+
+    ``s0``/``sb``/``lesion``/``icv`` live on the brain's ``fine`` grid; ``head`` optionally adds the extracranial
+    signals from their own grid.
+    """
+    s0_t, sb_t = partial_volume_resample([s0, sb], fine, geom, fine_mm, threads)
+    if head is not None:  # coarse and smooth: sub-samples as far apart as its own voxels
+        h0, hb = partial_volume_resample([head[1], head[2]], head[0], geom, head[0].spacing, threads)
+        s0_t += h0
+        sb_t += hb
+    (icv_t,) = partial_volume_resample([icv], fine, geom, None, threads)
+    sparse = _nonzero_subgrid(lesion, fine)
+    les_t = (partial_volume_resample([sparse[0]], sparse[1], geom, fine_mm, threads)[0] if sparse is not None
+             else np.zeros_like(s0_t))
     # Fine signals are relative to white-matter S0 = 1; ``wm_signal`` is white matter's S_b on that scale.
     scale = np.float32(acq.dwi_level / wm_signal)
     sigma = float(acq.dwi_level / acq.snr)

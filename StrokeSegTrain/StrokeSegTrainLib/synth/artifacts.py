@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from .anatomy import Anatomy
-from .fields import band_limited_noise
+from .anatomy import HEAD_BOX_MODEL, Anatomy
+from .fields import AxisGrid, CoarseField, band_limited_noise, covering_grid
 from .shapes import model_index_box
 
 #: Model-frame sites of air-tissue interfaces (frontal sinus / orbits, temporal bone) where EPI piles up signal.
 _SUSCEPTIBILITY_SITES = ((0.0, -55.0, -22.0), (40.0, -25.0, -36.0), (-40.0, -25.0, -36.0), (0.0, 30.0, -60.0))
 
 
-def bias_field(anat: Anatomy, rng: np.random.Generator, amplitude: float) -> np.ndarray:
-    """Smooth multiplicative field exp(a * n) with n unit-variance noise of ~200 mm wavelength."""
-    noise = band_limited_noise(rng, anat.grid, wavelength_mm=200.0, step_mm=20.0).on_grid(anat.grid)
-    return np.exp(np.float32(amplitude) * noise).astype(np.float32)
+class BiasField:
+    """Smooth multiplicative field exp(a * n), n unit-variance noise of ~200 mm wavelength in the anatomical frame;
+    the same field multiplies the brain's and the head's signals whatever their grids."""
+
+    def __init__(self, rng: np.random.Generator, amplitude: float) -> None:
+        box = covering_grid(*HEAD_BOX_MODEL, spacing=20.0, margin=40.0)
+        self.noise: CoarseField = band_limited_noise(rng, box, wavelength_mm=200.0, step_mm=20.0)
+        self.amplitude = float(amplitude)
+
+    def on_grid(self, grid: AxisGrid) -> np.ndarray:
+        return np.exp(np.float32(self.amplitude) * self.noise.on_grid(grid)).astype(np.float32)
 
 
 def susceptibility_gain(anat: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:

@@ -11,13 +11,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from .acquisition import ADC_UNITS, AcquiredCase, acquire, sample_acquisition
-from .anatomy import BRAIN_BOX_MODEL, anatomy_box, build_anatomy, sample_head
-from .artifacts import bias_field, susceptibility_gain
-from .fields import covering_grid
+from .anatomy import BRAIN_BOX_MODEL, anatomy_box, build_anatomy, draw_fields, sample_head
+from .artifacts import BiasField, susceptibility_gain
+from .extracranial import build_head
+from .fields import AxisGrid, covering_grid
 from .geometry import ScanGeometry, sample_geometry
 from .lesions import VOLUME_RANGE_ML, render_lesions, sample_lesion_plan
 from .mimics import add_mimics
-from .mri_physics import TissueChanges, add_texture, sample_tissue_properties, synthesize_signals
+from .mri_physics import TissueChanges, add_texture, head_signals, sample_tissue_properties, synthesize_signals
 
 _STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics", "geometry", "acquisition",
             "noise", "artefacts")
@@ -52,13 +53,17 @@ def case_id(index: int) -> str:
     return f"sub-synth{index + 1:04d}"
 
 
-def _anatomy_grid(head, geom: ScanGeometry, with_head: bool, fine_mm: float):
-    """The fine anatomical grid: the head's box cut down to what the stored grid can see."""
-    lo, hi = anatomy_box(head, with_head)
+#: Spacing (mm) of the extracranial head grid of unstripped cases: skull and scalp need no finer detail.
+HEAD_GRID_MM = 2.0
+
+
+def _visible_grid(box: tuple[np.ndarray, np.ndarray], geom: ScanGeometry, spacing: float) -> AxisGrid:
+    """Axis-aligned anatomical grid over ``box`` cut down to what the stored grid can see."""
+    lo, hi = box
     anat_corners = (geom.corners() - geom.head_translation) @ geom.head_rotation  # physical -> anatomical
     lo = np.maximum(lo, anat_corners.min(axis=0) - 2.0)
     hi = np.minimum(hi, anat_corners.max(axis=0) + 2.0)
-    return covering_grid(lo, np.maximum(hi, lo + 2 * fine_mm), fine_mm)
+    return covering_grid(lo, np.maximum(hi, lo + 2 * spacing), spacing)
 
 
 def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) -> SynthCase:
@@ -66,14 +71,15 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
     rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(
         len(_STREAMS)))))
     head = sample_head(rngs["head"])
+    fields = draw_fields(rngs["anatomy"], head)
     props = sample_tissue_properties(rngs["physics"])
     plan = sample_lesion_plan(rngs["plan"], config.p_no_lesion, config.volume_range_ml)
     acq = sample_acquisition(rngs["acquisition"], config.p_stripped)
     z_extent = (BRAIN_BOX_MODEL[0][2] * head.scale[2], BRAIN_BOX_MODEL[1][2] * head.scale[2])
     geom = sample_geometry(rngs["geometry"], z_extent, max_oblique_deg=config.max_oblique_deg)
 
-    grid = _anatomy_grid(head, geom, not acq.stripped, config.fine_mm)
-    anat = build_anatomy(head, grid, rngs["anatomy"], with_head=not acq.stripped)
+    grid = _visible_grid(anatomy_box(head), geom, config.fine_mm)
+    anat = build_anatomy(head, grid, fields)
     changes = TissueChanges.none(grid.shape)
     add_texture(changes, anat, props, rngs["texture"])
     mimics = add_mimics(anat, changes, rngs["mimics"])
@@ -82,17 +88,24 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
 
     art = rngs["artefacts"]
     bias_amp = float(art.uniform(0.05, 0.3))
-    gain = bias_field(anat, art, bias_amp)
+    bias = BiasField(art, bias_amp)
+    gain = bias.on_grid(grid)
     sus = susceptibility_gain(anat, art)
     if sus is not None:
         gain *= sus[0]
         sb *= sus[1]
     s0 *= gain
     sb *= gain
+    head_signals_ = None
+    if not acq.stripped:
+        head_grid = _visible_grid(anatomy_box(head, with_head=True), geom, HEAD_GRID_MM)
+        h0, hb = head_signals(build_head(head, head_grid, fields), props, rngs["texture"])
+        g = bias.on_grid(head_grid)
+        head_signals_ = (head_grid, h0 * g, hb * g)
     lesion_fraction = changes.lesion * anat.tissue
     wm_signal = float(np.exp(-props.b_value * props.adc["wm"]))
-    acquired = acquire(s0, sb, lesion_fraction, anat.icv, grid, geom, acq, props.b_value, wm_signal, rngs["noise"],
-                       fine_mm=config.fine_mm, threads=config.threads)
+    acquired = acquire(grid, s0, sb, lesion_fraction, anat.icv, geom, acq, props.b_value, wm_signal, rngs["noise"],
+                       head=head_signals_, fine_mm=config.fine_mm, threads=config.threads)
 
     voxel_ml = float(np.prod(geom.spacing)) / 1000.0
     mask_voxels = int(sitk.GetArrayViewFromImage(acquired.mask).sum())

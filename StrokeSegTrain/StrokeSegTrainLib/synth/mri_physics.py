@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .anatomy import Anatomy
+from .extracranial import HeadTissues
 from .fields import band_limited_noise
 
 #: Nominal tissue ADC (mm^2/s) at body temperature; each case scales them by a common +-10 % and a small per-tissue
@@ -95,9 +96,20 @@ def synthesize_signals(anatomy: Anatomy, props: TissueProperties, changes: Tissu
         else:
             s0 += a
             sb += a * normal
-    compartments = [("csf", anatomy.csf)] + [(k, anatomy.extra[k]) for k in ("soft", "bone", "eye")
-                                             if k in anatomy.extra]
-    for name, frac in compartments:
+    a = anatomy.csf * np.float32(props.s0["csf"])
+    s0 += a
+    sb += a * np.float32(np.exp(-props.b_value * props.adc["csf"]))
+    return s0, sb
+
+
+def head_signals(head: HeadTissues, props: TissueProperties, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(S0, S_b) of the extracranial compartments on the head grid; soft tissue gets a +-15 % texture (muscle,
+    glands and residual fat are anything but uniform)."""
+    texture = 1.0 + np.float32(0.15) * band_limited_noise(rng, head.grid, wavelength_mm=20.0).on_grid(head.grid)
+    s0 = np.zeros(head.grid.shape, np.float32)
+    sb = np.zeros_like(s0)
+    for name, frac in (("soft", head.soft * texture), ("bone", head.bone), ("eye", head.eye)):
         a = frac * np.float32(props.s0[name])
         s0 += a
         sb += a * np.float32(np.exp(-props.b_value * props.adc[name]))
