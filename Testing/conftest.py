@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("STROKESEG_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
@@ -32,3 +33,25 @@ def nonstripped_case() -> Path:
     if not (NONSTRIPPED_CASE / "dwi.nii.gz").is_file():
         pytest.skip(f"real non-stripped case not found at {NONSTRIPPED_CASE}")
     return NONSTRIPPED_CASE
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny network: enough to exercise every step, fast on CPU."""
+    from StrokeSegLib.model_file import ModelMetadata, save_model
+    from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+
+    torch.manual_seed(0)
+    config = NetworkConfig(in_channels=2, out_channels=1, features=(4, 8, 16))
+    network = AttentionUNet3D(config)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    meta = ModelMetadata(
+        model_id="tiny-test",
+        network=config.to_dict(),
+        target_spacing=(3.0, 3.0, 3.0),
+        patch_size=(32, 32, 32),
+        threshold=0.5,
+        min_lesion_mm3=0.0,
+    )
+    save_model(path, network, meta)
+    return path

@@ -9,32 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from StrokeSegLib.cli import main as strokeseg
 from StrokeSegLib.geometry import Grid
-from StrokeSegLib.model_file import ModelMetadata, save_model
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
 from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised tiny network: enough to exercise every step, fast on CPU."""
-    torch.manual_seed(0)
-    config = NetworkConfig(in_channels=2, out_channels=1, features=(4, 8, 16))
-    network = AttentionUNet3D(config)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    meta = ModelMetadata(
-        model_id="tiny-test",
-        network=config.to_dict(),
-        target_spacing=(3.0, 3.0, 3.0),
-        patch_size=(32, 32, 32),
-        threshold=0.5,
-        min_lesion_mm3=0.0,
-    )
-    save_model(path, network, meta)
-    return path
 
 
 def _write_case(folder: Path, seed: int, **kwargs: object) -> tuple[Path, Path, sitk.Image]:

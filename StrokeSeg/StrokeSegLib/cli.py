@@ -119,7 +119,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "import":
         if not args.file:
             raise StrokeSegError("strokeseg models import needs a model file")
-        entry = registry.import_model(args.file)
+        entry = registry.import_model(args.file, replace=args.replace)
         print(f"imported {entry.model_id} -> {entry.path}")
         return 0
     if args.action == "verify":
@@ -133,10 +133,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("no models installed; import one with `strokeseg models import FILE` or train one with strokeseg-train")
     for entry in entries:
         meta = entry.metadata
-        print(
-            f"{entry.model_id}\t{entry.source}\t{'checksum ok' if entry.sha256_ok else 'CHECKSUM MISMATCH'}\t"
-            f"spacing={list(meta.target_spacing)}\t{entry.path}"
-        )
+        detail = "UNREADABLE HEADER" if meta is None else f"spacing={list(meta.target_spacing)}"
+        print(f"{entry.model_id}\t{entry.source}\t{'checksum ok' if entry.sha256_ok else 'CHECKSUM MISMATCH'}\t"
+              f"{detail}\t{entry.path}")
     return 0
 
 
@@ -177,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list, import or verify models")
     p.add_argument("action", nargs="?", default="list", choices=["list", "import", "verify"])
     p.add_argument("file", nargs="?", default=None)
+    p.add_argument("--replace", action="store_true", help="import over an installed model with the same id")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", help="the README's main job on a built-in default")
