@@ -36,9 +36,10 @@ def lesion_cases():
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
-    """A small tree written by ``strokeseg-train synth``."""
+    """A small tree written by ``strokeseg-train synth`` (two worker processes)."""
     out = tmp_path_factory.mktemp("synth") / "tree"
-    assert train_main(["synth", "--out", str(out), "--cases", "2", "--seed", str(SEED), "--quiet"]) == 0
+    assert train_main(["synth", "--out", str(out), "--cases", "2", "--seed", str(SEED), "--workers", "2",
+                       "--quiet"]) == 0
     return out
 
 
@@ -196,7 +197,7 @@ def test_signals_give_tissue_adc_without_noise():
         assert pure.sum() > 100
         np.testing.assert_allclose(adc[pure], props.adc[name], rtol=5e-3)
     tissue_ml = anat.tissue.sum() * 8.0 / 1000.0
-    assert 600.0 < tissue_ml < 1800.0
+    assert 600.0 < tissue_ml < 1800.0 and anat.brain.sum() * 8.0 / 1000.0 > tissue_ml
     assert 0.25 < anat.gm.sum() / anat.tissue.sum() < 0.65
 
 

@@ -28,7 +28,7 @@ CLAIMED_CORE_RATIO = (0.25, 0.75)
 CLAIMED_MASK_RATIO_MAX = 0.95
 CORE_ADC_FACTOR = (0.30, 0.60)
 RIM_ADC_FACTOR = (0.60, 0.85)
-T2_FACTOR = (1.0, 1.35)
+T2_FACTOR = (1.0, 1.5)
 VOLUME_RANGE_ML = (0.05, 200.0)
 
 #: Pattern probabilities given that a case has lesions.

@@ -1,8 +1,8 @@
 """Implicit shapes: approximate signed distances (mm, negative inside) of ellipsoids, unions and clefts.
 
 Anatomy is built from these because a signed distance gives, for free, a partial-volume edge (``ramp(-sd)``), a depth
-below a surface (cortical ribbon, sulcal depth) and a cleft between two touching structures (tentorium, Sylvian
-fissure) -- all with a handful of array operations per voxel.
+below a surface (cortical ribbon, sulcal depth) and cuts (a cleft is the maximum of two distances) -- all with a
+handful of array operations per voxel, and only inside the box where a shape can be.
 """
 from __future__ import annotations
 
@@ -62,11 +62,6 @@ def smooth_union(a: Array, b: Array, k: float) -> Array:
     """Union of two signed distances with a fillet of about ``k`` mm (polynomial smooth minimum)."""
     h = np.clip(0.5 + 0.5 * (b - a) / k, 0.0, 1.0)
     return (b + (a - b) * h - k * h * (1.0 - h)).astype(np.float32)
-
-
-def cleft_distance(a: Array, b: Array) -> Array:
-    """Approximate distance (mm) to the surface where two touching structures meet (their Voronoi boundary)."""
-    return (0.5 * np.abs(a - b)).astype(np.float32)
 
 
 def model_index_box(grid, scale, deform_mm: float, lo_model, hi_model) -> tuple[slice, slice, slice]:
