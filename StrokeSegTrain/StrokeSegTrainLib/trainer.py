@@ -17,6 +17,7 @@ per-batch augmentation seeds drawn from that plan, and the global generators (ch
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -45,7 +46,7 @@ from .dataset import load_training_cases
 from .export import export_model, training_network_config
 from .history import History
 from .losses import DeepSupervisionLoss, SegmentationLoss
-from .reports import write_metrics_report
+from .reports import read_metrics_csv, write_metrics_report
 from .sampler import PatchSampler, PlannedBatch
 from .splits import load_or_create_splits
 from .validation import ValidationResult, validate
@@ -266,13 +267,22 @@ class _Run:
         mean = distributed.all_reduce_mean(total / max(steps, 1), self.info, self.device)
         return {"train_loss": mean, "nonfinite_steps": skipped}
 
-    def validate_epoch(self) -> dict[str, float]:
+    def validate_epoch(self) -> tuple[dict[str, float], ValidationResult | None]:
         """Rank 0 scores the held-out fold in native space; every process receives the numbers."""
-        columns = None
+        columns, result = None, None
         if self.info.is_main:
-            result = validate(self.network, self.val_cases, self.config, self.device, cancel=self.cancel)
+            result = validate(self.network, self.val_cases, self.config, self.device, cancel=self.cancel,
+                              keep_predictions=True)
             columns = result.history_columns()
-        return distributed.broadcast_object(columns, self.info)
+        return distributed.broadcast_object(columns, self.info), result
+
+    def _write_validation(self, result: ValidationResult, epoch: int) -> None:
+        """The best epoch's predictions and report, in the format of ``strokeseg evaluate``."""
+        val_dir = self.dir / "validation"
+        result.write_predictions(val_dir / "predictions")
+        write_metrics_report(result.rows, val_dir, extra={"fold": self.fold, "best_epoch": epoch,
+                                                          "pred_dir": str(val_dir / "predictions"),
+                                                          "gt_root": str(self.data)})
 
     def run(self) -> TrainResult:
         c = self.config
@@ -284,13 +294,15 @@ class _Run:
             lr = self.optimizer.param_groups[0]["lr"]
             row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **self.train_epoch(epoch)}
             if (epoch + 1) % c.validate_every == 0 or epoch + 1 == c.epochs:
-                row.update(self.validate_epoch())
+                columns, validation = self.validate_epoch()
+                row.update(columns)
                 dice = row["val_dice"]
                 if self.scheduler is not None and math.isfinite(dice):
                     self.scheduler.step(dice)
                 if math.isfinite(dice) and dice > self.best_dice:
                     self.best_dice, self.best_epoch = dice, epoch + 1
-                    if self.info.is_main:
+                    if self.info.is_main and validation is not None:
+                        self._write_validation(validation, epoch + 1)
                         save_checkpoint(self.dir / "best.pt", {"model": self.network.state_dict(),
                                                                "epoch": epoch + 1, "val": dict(row)})
             elapsed = time.perf_counter() - started
@@ -323,7 +335,7 @@ class _Run:
 
     # ------------------------------------------------------------------------------------------------ the end
     def finish(self) -> TrainResult:
-        """Rank 0 re-validates the best weights (writing native-space predictions and reports) and exports them."""
+        """Rank 0 exports the best weights, with the report written when their epoch was validated."""
         result = TrainResult(self.dir, self.best_epoch, self.best_dice, None, self.history,
                              stopped_early=self.stopped_early)
         if self.info.enabled:
@@ -333,14 +345,10 @@ class _Run:
                         "identical" if agree else "DIFFER", self.info.world_size)
         if self.info.is_main:
             best_path = self.dir / "best.pt"
-            weights = load_checkpoint(best_path)["model"] if best_path.is_file() else self.network.state_dict()
+            best = load_checkpoint(best_path) if best_path.is_file() else None
+            weights = best["model"] if best is not None else self.network.state_dict()
             self.network.load_state_dict(weights)
-            report(self.progress, "Final validation", 0.0)
-            val_dir = self.dir / "validation"
-            result.validation = validate(self.network, self.val_cases, self.config, self.device,
-                                         self.progress, self.cancel, prediction_dir=val_dir / "predictions")
-            write_metrics_report(result.validation.rows, val_dir, extra={
-                "fold": self.fold, "best_epoch": self.best_epoch, "data": str(self.data)})
+            result.validation = self._best_validation(best)
             result.model_path = export_model(
                 weights, self.config, self.dir / "model.safetensors",
                 model_id=f"strokeseg-{self.out.resolve().name}-fold{self.fold}",
@@ -359,6 +367,22 @@ class _Run:
             log.info("fold %d done: best validation Dice %.4f at epoch %s; model %s", self.fold, self.best_dice,
                      self.best_epoch, result.model_path)
         distributed.barrier(self.info)
+        return result
+
+    def _best_validation(self, best: dict[str, Any] | None) -> ValidationResult:
+        """The best epoch's report, written when that epoch was validated; re-validated only when it is missing or
+        belongs to another epoch (a run killed between writing the report and its checkpoint)."""
+        summary_path = self.dir / "validation" / "summary.json"
+        if best is not None and best["epoch"] == self.best_epoch and summary_path.is_file():
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            if summary.get("best_epoch") == self.best_epoch:
+                rows = read_metrics_csv(self.dir / "validation" / "metrics.csv")
+                return ValidationResult(rows=rows, loss=float(best["val"].get("val_loss", float("nan"))))
+        report(self.progress, "Final validation", 0.0)
+        epoch = self.best_epoch if best is not None else len(self.history)
+        result = validate(self.network, self.val_cases, self.config, self.device, self.progress, self.cancel,
+                          keep_predictions=True)
+        self._write_validation(result, epoch)
         return result
 
     def close(self) -> None:

@@ -34,6 +34,12 @@ class ValidationResult:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     loss: float = float("nan")
+    predictions: dict[str, sitk.Image] = field(default_factory=dict)
+
+    def write_predictions(self, folder: str | Path) -> None:
+        """``<case_id>_msk.nii.gz`` per kept prediction (the names ``strokeseg evaluate`` reads)."""
+        for case_id, mask in self.predictions.items():
+            write_image(mask, Path(folder) / f"{case_id}_msk.nii.gz")
 
     def mean(self, key: str) -> float:
         values = [float(r[key]) for r in self.rows if math.isfinite(float(r[key]))]
@@ -61,9 +67,9 @@ def predict_case(network: torch.nn.Module, case: CachedCase, config: TrainConfig
 @torch.no_grad()
 def validate(network: torch.nn.Module, cases: list[CachedCase], config: TrainConfig, device: torch.device,
              progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-             prediction_dir: str | Path | None = None) -> ValidationResult:
-    """Score ``network`` on ``cases``; with ``prediction_dir`` also write ``<case_id>_msk.nii.gz`` per case (the
-    names ``strokeseg evaluate`` reads)."""
+             keep_predictions: bool = False) -> ValidationResult:
+    """Score ``network`` on ``cases``; with ``keep_predictions`` also return the native-space masks (a few MB per
+    case) so that the caller can write them when this turns out to be the best epoch."""
     result = ValidationResult()
     losses = []
     lc = config.loss
@@ -76,8 +82,8 @@ def validate(network: torch.nn.Module, cases: list[CachedCase], config: TrainCon
                                                lc.focal_convention, lc.smooth, batch_reduction=True)))
         scores = case_metrics(case.native_image(np.asarray(case.native_mask)), predicted)
         result.rows.append({"case_id": case.case_id, **{k: scores[k] for k in METRIC_KEYS}})
-        if prediction_dir is not None:
-            write_image(predicted, Path(prediction_dir) / f"{case.case_id}_msk.nii.gz")
+        if keep_predictions:
+            result.predictions[case.case_id] = predicted
     report(progress, "Validating", 1.0)
     result.loss = statistics.fmean(losses) if losses else float("nan")
     return result
