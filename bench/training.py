@@ -60,7 +60,7 @@ def _make_cases(folder: Path, count: int) -> list[str]:
     for seed in range(count):
         case = write_synthetic_case(make_synthetic_case(seed=seed, size=(112, 112, 73), spacing=(2.0, 2.0, 2.0)),
                                     folder / "isles", f"sub-bench{seed}")
-        entries.append(str(build_entry(case, folder / "cache", PreprocessSection(), "float16")))
+        entries.append(str(build_entry(case, folder / "cache", PreprocessSection())))  # default float32
     return entries
 
 

@@ -7,7 +7,7 @@ format, the source files' paths, sizes and modification times), so changing a se
 entry and removes the stale one. Entries are written to a temporary folder and renamed, so a killed run never leaves a
 half-written entry that a later run would trust.
 
-Stored per case: ``image.npy`` (C, z, y, x) float16/float32, ``mask.npy`` and ``brain.npy`` (z, y, x) uint8 on the
+Stored per case: ``image.npy`` (C, z, y, x) float32 (or float16), ``mask.npy`` and ``brain.npy`` (z, y, x) uint8 on the
 network grid, ``foreground.npy`` (K, 3) lesion voxel indices for the sampler, ``native_mask.npy`` and
 ``native_brain.npy`` on the DWI's own grid, and ``meta.json`` with both grids, for validation in native space.
 """
@@ -138,7 +138,7 @@ def _safe_name(case_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in case_id)
 
 
-def build_entry(case: Case, cache_root: str | Path, section: PreprocessSection, dtype: str = "float16") -> Path:
+def build_entry(case: Case, cache_root: str | Path, section: PreprocessSection, dtype: str = "float32") -> Path:
     """Make sure the entry for ``case`` exists (building it when needed) and return its folder."""
     case_folder = Path(cache_root) / _safe_name(case.case_id)
     key = cache_key(case, section, dtype)
@@ -178,7 +178,7 @@ def open_entry(folder: str | Path) -> CachedCase:
                       native_grid=Grid(**meta["native_grid"]), brain_bbox=(tuple(lo), tuple(hi)), **arrays)
 
 
-def build_cache(cases: list[Case], cache_root: str | Path, section: PreprocessSection, dtype: str = "float16",
+def build_cache(cases: list[Case], cache_root: str | Path, section: PreprocessSection, dtype: str = "float32",
                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
                 build: bool = True) -> list[CachedCase]:
     """Cached, memory-mapped versions of ``cases`` in the same order.
