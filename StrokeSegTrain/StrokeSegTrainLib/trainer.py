@@ -293,6 +293,7 @@ class _Run:
                 self._set_poly_lr(epoch)
             lr = self.optimizer.param_groups[0]["lr"]
             row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **self.train_epoch(epoch)}
+            train_seconds = time.perf_counter() - started
             if (epoch + 1) % c.validate_every == 0 or epoch + 1 == c.epochs:
                 columns, validation = self.validate_epoch()
                 row.update(columns)
@@ -308,7 +309,7 @@ class _Run:
             elapsed = time.perf_counter() - started
             patches = c.iterations_per_epoch * c.batch_size * self.info.world_size
             row.update({"best_val_dice": self.best_dice if self.best_epoch else float("nan"),
-                        "epoch_seconds": elapsed, "patches_per_second": patches / elapsed})
+                        "epoch_seconds": elapsed, "patches_per_second": patches / train_seconds})
             self.history.append(row)
             epoch += 1
             if self.best_epoch is not None and epoch - self.best_epoch >= c.early_stopping_patience:
@@ -396,7 +397,8 @@ def _epoch_line(row: dict[str, Any], epochs: int, best: float, best_epoch: int |
     if "val_dice" in row:
         text += (f"  val loss {row['val_loss']:.4f}  Dice {row['val_dice']:.4f}  AVD {row['val_avd_ml']:.2f} mL"
                  f"  lesion F1 {row['val_lesion_f1']:.3f}")
-    text += f"  lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s ({row['patches_per_second']:.1f} patches/s)"
+    text += (f"  lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s"
+             f" (training {row['patches_per_second']:.1f} patches/s)")
     if best_epoch is not None:
         text += f"  best {best:.4f} @ {best_epoch}"
     return text
