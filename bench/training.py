@@ -114,7 +114,7 @@ def _monai(args: argparse.Namespace, entries: list[str]):
     data = []
     for entry in entries:
         case = open_entry(entry)
-        data.append({"image": np.asarray(case.image, dtype=np.float32), "label": np.array(case.mask)[None]})
+        data.append({"image": np.array(case.image, dtype=np.float32), "label": np.array(case.mask)[None]})
     keys = ["image", "label"]
     angle = np.deg2rad(a.rotation_degrees[1])
     scale = a.scale_range[1] - 1.0
