@@ -56,12 +56,12 @@ def sample_head(rng: np.random.Generator) -> HeadParams:
         cortex_mm=float(rng.uniform(2.4, 3.4)),
         sulcal_width_mm=float(0.7 + 2.5 * a * rng.uniform(0.7, 1.3)),
         sulcal_depth_mm=float(rng.uniform(12.0, 20.0)),
-        sulcal_wavelength_mm=float(rng.uniform(14.0, 22.0)),
+        sulcal_wavelength_mm=float(rng.uniform(12.0, 18.0)),
         ext_csf_mm=float(1.0 + 3.5 * a * rng.uniform(0.7, 1.3)),
         fissure_mm=float(1.5 + 4.0 * a * rng.uniform(0.7, 1.3)),
         sylvian_mm=float(1.5 + 3.5 * a * rng.uniform(0.7, 1.3)),
         ventricle_scale=float(0.75 + 1.4 * a * rng.uniform(0.7, 1.3)),
-        deform_mm=float(rng.uniform(2.0, 5.0)),
+        deform_mm=float(rng.uniform(1.5, 3.5)),
         skull_mm=float(rng.uniform(4.0, 8.0)),
         scalp_mm=float(rng.uniform(3.0, 7.0)),
     )
@@ -118,7 +118,7 @@ def draw_fields(rng: np.random.Generator, p: HeadParams) -> AnatomyFields:
     cerebellum = covering_grid(np.array([-60.0, 10.0, -80.0]), np.array([60.0, 90.0, -15.0]), spacing=4.0)
     coarse = band_limited_noise(rng, box, wavelength_mm=110.0, channels=3, step_mm=7.0)
     fine = band_limited_noise(rng, box, wavelength_mm=40.0, channels=3, step_mm=7.0)
-    deform = CoarseField(coarse.values + np.float32(0.3) * fine.values, coarse.grid)
+    deform = CoarseField(coarse.values + np.float32(0.15) * fine.values, coarse.grid)
     warp = band_limited_noise(rng, covering_grid(*BRAIN_BOX_MODEL, spacing=8.0, margin=16.0), wavelength_mm=24.0,
                               channels=3)
     sulci = band_limited_noise(rng, sphere, wavelength_mm=p.sulcal_wavelength_mm, channels=2)
@@ -169,11 +169,10 @@ def _cerebrum(x, y, z, grid: AxisGrid, p: HeadParams) -> np.ndarray:
     return cer
 
 
-def _tentorium_cut(x, y, z) -> np.ndarray:
-    """Signed height (mm) above the tentorium: a tent sloping down laterally and backwards over the posterior fossa;
-    very large in front of it, where nothing is cut."""
+def _tentorium_height(x, y, z) -> np.ndarray:
+    """Signed height (mm) above the tentorium, a tent sloping down laterally and backwards over the posterior fossa."""
     z_t = np.float32(-20.0) - np.float32(0.15) * np.abs(x) - np.float32(0.35) * (y - 30.0)
-    return (z - z_t) + np.float32(1e3) * (1.0 - ramp((y - 22.0) / 6.0))
+    return z - z_t
 
 
 def _sulcal_noise(x, y, z, depth, f: AnatomyFields) -> tuple[np.ndarray, np.ndarray]:
@@ -259,32 +258,39 @@ def _union_fraction(x, y, z, grid: AxisGrid, p: HeadParams, specs, k: float = 0.
     return ramp(-sd)
 
 
-def envelope_parts(x, y, z, grid: AxisGrid, p: HeadParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def envelope_parts(x, y, z, grid: AxisGrid, p: HeadParams, outer: bool = False) -> tuple[np.ndarray, ...]:
     """Signed distances of cerebrum (with temporal lobes), cerebellum and brainstem, the tentorium between the
-    first two, at the model coordinates of ``grid``'s voxels."""
+    first two, at the model coordinates of ``grid``'s voxels; with ``outer`` also the cerebrum before the tentorial
+    cut (depth below the convexity, which sulci are measured from)."""
     cerebrum = _cerebrum(x, y, z, grid, p)
+    uncut = cerebrum.copy() if outer else None
     cb_box = _index_box(grid, p, (-52, 20, -78), (52, 84, -26))
     bs_box = _index_box(grid, p, (-20, 0, -82), (20, 45, -8))
     cerebellum = _boxed_sd(x, y, z, cb_box, lambda a, b, c: ellipsoid_sd(a, b, c, (0.0, 52.0, -52.0), (50.0, 30.0, 24.0)))
     brainstem = _boxed_sd(x, y, z, bs_box, lambda a, b, c: ellipsoid_sd(a, b, c, (0.0, 22.0, -45.0), (13.0, 13.0, 33.0),
                                                                         rotation_matrix(pitch_deg=-12)))
     cut_box = _index_box(grid, p, (-70, 8, -80), (70, 87, -10))
-    tent = _tentorium_cut(x[cut_box], y[cut_box], z[cut_box])
+    xb, yb, zb = x[cut_box], y[cut_box], z[cut_box]
+    tent = _tentorium_height(xb, yb, zb)
     gap = np.float32(0.4 + 0.2 * p.fissure_mm)
-    _raise(cerebrum, cut_box, gap - tent)
+    # The cerebrum loses what lies below the tent and behind its free edge (y > 22 mm), a bounded region whose signed
+    # distance is continuous; the cerebellum keeps only what lies below the tent.
+    below_behind = np.maximum(tent, np.float32(22.0) - yb)
+    _raise(cerebrum, cut_box, gap - below_behind)
     _raise(cerebellum, cut_box, tent + gap)
-    return cerebrum, cerebellum, brainstem
+    return (cerebrum, cerebellum, brainstem) + ((uncut,) if outer else ())
 
 
 def _envelope_half_resolution(grid: AxisGrid, p: HeadParams, f: AnatomyFields) -> np.ndarray:
-    """The three envelope distances evaluated on every other voxel and interpolated back (3, z, y, x).
+    """The envelope distances (cerebrum, cerebellum, brainstem, uncut cerebrum) evaluated on every other voxel and
+    interpolated back (4, z, y, x).
 
     They are smooth (radii of curvature of centimetres), so linear interpolation from 2 mm is accurate to well under
     0.1 mm, at an eighth of the cost of ellipsoids on every voxel.
     """
     half = AxisGrid(grid.origin, 2.0 * grid.spacing, tuple((n + 1) // 2 + 1 for n in grid.shape))
     hx, hy, hz = model_coordinates(half, p, f)
-    parts = np.stack(envelope_parts(hx, hy, hz, half, p))
+    parts = np.stack(envelope_parts(hx, hy, hz, half, p, outer=True))
     np.minimum(parts, np.float32(60.0), out=parts)  # "far outside" sentinels must not leak into interpolation
     return CoarseField(parts, half).on_grid(grid)
 
@@ -301,7 +307,7 @@ def build_anatomy(params: HeadParams, grid: AxisGrid, fields: AnatomyFields) -> 
     shape = x.shape
     T = np.float32(p.cortex_mm)
 
-    cerebrum, cerebellum, brainstem = _envelope_half_resolution(grid, p, f)
+    cerebrum, cerebellum, brainstem, convexity = _envelope_half_resolution(grid, p, f)
     cb_box = _index_box(grid, p, (-52, 20, -78), (52, 84, -26))
     bs_box = _index_box(grid, p, (-20, 0, -82), (20, 45, -8))
     envelope = np.minimum(np.minimum(cerebrum, cerebellum), brainstem)
@@ -333,7 +339,7 @@ def build_anatomy(params: HeadParams, grid: AxisGrid, fields: AnatomyFields) -> 
     box = _index_box(grid, p, (-70, -87, -48), (70, 87, 64))
     sub = AxisGrid(tuple(o + grid.spacing * b.start for o, b in zip(grid.origin, box[::-1])), grid.spacing,
                    x[box].shape)
-    sulcus = _sulci(x[box], y[box], z[box], depth[box], sub, p, f)
+    sulcus = _sulci(x[box], y[box], z[box], np.maximum(-convexity[box], 0.0), sub, p, f)
     _raise(paren, box, np.where(is_cer[box], -sulcus, np.float32(-1e3)))
 
     cb_sel = np.nonzero(region == REGION_CEREBELLUM)

@@ -12,8 +12,10 @@ from .anatomy import HEAD_BOX_MODEL, Anatomy
 from .fields import AxisGrid, CoarseField, band_limited_noise, covering_grid
 from .shapes import model_index_box
 
-#: Model-frame sites of air-tissue interfaces (frontal sinus / orbits, temporal bone) where EPI piles up signal.
-_SUSCEPTIBILITY_SITES = ((0.0, -55.0, -22.0), (40.0, -25.0, -36.0), (-40.0, -25.0, -36.0), (0.0, 30.0, -60.0))
+#: Model-frame sites of air-tissue interfaces (frontal sinus / orbits, temporal bone, mastoids, skull base) where
+#: EPI piles up signal: inferior frontal lobes, temporal poles and inferior temporal lobes, cerebellum.
+_SUSCEPTIBILITY_SITES = ((0.0, -55.0, -22.0), (40.0, -25.0, -36.0), (-40.0, -25.0, -36.0), (36.0, 5.0, -44.0),
+                         (-36.0, 5.0, -44.0), (30.0, 50.0, -62.0), (-30.0, 50.0, -62.0), (0.0, 30.0, -60.0))
 
 
 class BiasField:
@@ -31,13 +33,13 @@ class BiasField:
 
 def susceptibility_gain(anat: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
     """(gain on both signals, extra gain on S_b only) near the skull base, or None when this case has none."""
-    if rng.random() < 0.4:
+    if rng.random() < 0.25:
         return None
     x, y, z = anat.model_xyz
     gain = np.ones(anat.grid.shape, np.float32)
     diff = np.ones_like(gain)
     for c in _SUSCEPTIBILITY_SITES:
-        if rng.random() < 0.4:
+        if rng.random() < 0.5:
             continue
         sigma = np.float32(rng.uniform(6.0, 14.0))
         amp = float(rng.uniform(0.4, 1.5)) if rng.random() < 0.75 else -float(rng.uniform(0.3, 0.7))

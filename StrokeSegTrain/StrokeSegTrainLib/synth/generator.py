@@ -18,7 +18,8 @@ from .fields import AxisGrid, covering_grid
 from .geometry import ScanGeometry, sample_geometry
 from .lesions import VOLUME_RANGE_ML, render_lesions, sample_lesion_plan
 from .mimics import add_mimics
-from .mri_physics import TissueChanges, add_texture, head_signals, sample_tissue_properties, synthesize_signals
+from .mri_physics import (TissueChanges, add_regional_variation, add_texture, head_signals, sample_tissue_properties,
+                          synthesize_signals)
 
 _STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics", "geometry", "acquisition",
             "noise", "artefacts")
@@ -82,6 +83,7 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
     anat = build_anatomy(head, grid, fields)
     changes = TissueChanges.none(grid.shape)
     add_texture(changes, anat, props, rngs["texture"])
+    regional = add_regional_variation(changes, anat, rngs["texture"])
     mimics = add_mimics(anat, changes, rngs["mimics"])
     lesions = render_lesions(plan, anat, changes, rngs["lesions"])
     s0, sb = synthesize_signals(anat, props, changes)
@@ -125,6 +127,7 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         "slice_axis": geom.slice_axis, "skull_stripped": acq.stripped, "snr": round(acq.snr, 2),
         "dwi_white_matter_level": round(acq.dwi_level, 2), "bias_amplitude": round(bias_amp, 3),
         "susceptibility_artefact": sus is not None, "atrophy": round(head.atrophy, 3), "mimics": mimics,
+        "regional": regional,
     }
     return SynthCase(case_id=cid, dwi=acquired.dwi, adc=acquired.adc, mask=acquired.mask, info=info,
                      acquired=acquired)

@@ -86,7 +86,7 @@ def _spacing(rng: np.random.Generator) -> tuple[float, float]:
 
 
 def sample_geometry(rng: np.random.Generator, brain_extent_z: tuple[float, float],
-                    max_oblique_deg: float = 20.0, max_head_tilt_deg: float = 8.0) -> ScanGeometry:
+                    max_oblique_deg: float = 20.0, max_head_tilt_deg: float = 6.0) -> ScanGeometry:
     """Draw a stored grid covering the brain (``brain_extent_z``: anatomical z range, mm) with realistic obliquity.
 
     Slices sometimes miss the top of the head or the lower cerebellum, as thick-slice clinical protocols do.

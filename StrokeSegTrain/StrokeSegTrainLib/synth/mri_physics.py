@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .anatomy import Anatomy
+from .anatomy import REGION_BRAINSTEM, REGION_CEREBELLUM, Anatomy
 from .extracranial import HeadTissues
 from .fields import band_limited_noise
 
@@ -71,6 +71,21 @@ def add_texture(changes: TissueChanges, anatomy: Anatomy, props: TissuePropertie
     noise = band_limited_noise(rng, anatomy.grid, wavelength_mm=12.0, channels=2).on_grid(anatomy.grid)
     changes.s0_factor *= 1.0 + np.float32(props.texture) * noise[0]
     changes.adc_factor *= 1.0 + np.float32(0.6 * props.texture) * noise[1]
+
+
+def add_regional_variation(changes: TissueChanges, anatomy: Anatomy, rng: np.random.Generator) -> dict:
+    """Normal regional differences that make real infratentorial DWI bright: the cerebellar cortex (densely packed
+    granule cells) has a lower ADC and a higher T2-weighted signal than the cerebral cortex, and the brainstem
+    varies too. Without them a model learns "bright DWI, lowish ADC" as infarct and flags the normal cerebellum."""
+    cb = anatomy.region == REGION_CEREBELLUM
+    bs = anatomy.region == REGION_BRAINSTEM
+    out = {"cerebellum_s0": float(rng.uniform(1.0, 1.45)), "cerebellum_adc": float(rng.uniform(0.75, 0.95)),
+           "brainstem_s0": float(rng.uniform(0.95, 1.25)), "brainstem_adc": float(rng.uniform(0.85, 1.0))}
+    changes.s0_factor[cb] *= np.float32(out["cerebellum_s0"])
+    changes.adc_factor[cb] *= np.float32(out["cerebellum_adc"])
+    changes.s0_factor[bs] *= np.float32(out["brainstem_s0"])
+    changes.adc_factor[bs] *= np.float32(out["brainstem_adc"])
+    return {k: round(v, 3) for k, v in out.items()}
 
 
 def synthesize_signals(anatomy: Anatomy, props: TissueProperties, changes: TissueChanges
