@@ -13,7 +13,8 @@ patch size, batch size and augmentations on the same preprocessed cases; they di
   and ``RandAdjustContrastd`` (gamma), per sample, through a ``DataLoader`` with 2 worker processes.
 
 Each pipeline runs in its own fresh process so that ``peak_rss_mb`` (maximum resident set size, workers excluded)
-is its own. ``data_patches_per_s`` times batch making and augmentation alone (no network), which is where the two
+is its own; with ``--repeats`` the pipelines alternate and medians are reported, because on a shared machine the
+load changes between runs. ``data_patches_per_s`` times batch making and augmentation alone (no network), which is where the two
 pipelines differ; ``patches_per_s`` times full training steps after warm-up.
 
     python bench/training.py                                  # defaults: 4 ISLES-sized cases, 20 steps
@@ -27,6 +28,7 @@ import argparse
 import json
 import multiprocessing
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -184,6 +186,12 @@ def _run(pipeline: str, args: argparse.Namespace, entries: list[str]) -> dict[st
     return result
 
 
+def _median(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Per-key median over repeated runs of one pipeline."""
+    keys = ("patches_per_s", "data_patches_per_s", "peak_rss_mb")
+    return {k: statistics.median(r[k] for r in results) for k in keys}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=4, help="synthetic ISLES-sized cases (default 4)")
@@ -194,16 +202,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-steps", type=int, default=30, help="timed data-only batches per pipeline")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads per pipeline (default 2)")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating runs per pipeline; medians reported")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         entries = _make_cases(Path(tmp), args.cases)
         print(f"prepared {args.cases} cases in {time.perf_counter() - started:.1f} s; network {args.features}, "
               f"patch {args.patch}, batch {args.batch}, {args.threads} threads", flush=True)
-        ours = _run("ours", args, entries)
-        print(json.dumps(ours), flush=True)
-        monai = _run("monai", args, entries)
-        print(json.dumps(monai), flush=True)
+        runs: dict[str, list[dict[str, Any]]] = {"ours": [], "monai": []}
+        for _ in range(args.repeats):  # alternate, so a change in machine load hits both pipelines alike
+            for pipeline in runs:
+                runs[pipeline].append(_run(pipeline, args, entries))
+                print(json.dumps(runs[pipeline][-1]), flush=True)
+    ours, monai = _median(runs["ours"]), _median(runs["monai"])
     print(f"data only: ours {ours['data_patches_per_s']:.2f} patches/s, MONAI {monai['data_patches_per_s']:.2f} "
           f"patches/s, ratio {ours['data_patches_per_s'] / monai['data_patches_per_s']:.2f}")
     print(f"MONAI peak RSS {monai['peak_rss_mb']:.0f} MB (main process; its 2 workers not included)")
