@@ -7,7 +7,7 @@ import json
 from StrokeSegLib.evaluation import CSV_COLUMNS
 from StrokeSegTrainLib.cli import main
 
-from train_fixtures import CASE_IDS, tiny_config, write_synthetic_root
+from train_fixtures import CASE_IDS, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 
 def test_cv_pools_every_case_once(tmp_path, capsys) -> None:

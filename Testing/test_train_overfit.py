@@ -8,6 +8,8 @@ from StrokeSegTrainLib.config import LossConfig, NetworkSection, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 from StrokeSegTrainLib.trainer import train_step
 
+from train_fixtures import single_thread  # noqa: F401 (autouse fixture)
+
 
 def test_loss_goes_down_on_a_case_it_can_overfit() -> None:
     torch.manual_seed(0)

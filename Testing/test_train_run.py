@@ -18,7 +18,7 @@ from StrokeSegTrainLib.history import History
 from StrokeSegTrainLib.splits import patient_id
 from StrokeSegTrainLib.trainer import train
 
-from train_fixtures import tiny_config, write_synthetic_root
+from train_fixtures import single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 
 @pytest.fixture(scope="module")

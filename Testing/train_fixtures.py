@@ -1,7 +1,11 @@
 """Shared tiny training set-up for the train tests: synthetic ISLES trees and a configuration that runs in seconds."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+import torch
 
 from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
 from StrokeSegTrainLib.config import AugmentationConfig, NetworkSection, PreprocessSection, TrainConfig
@@ -28,3 +32,16 @@ def tiny_config(**overrides) -> TrainConfig:
         patch_size=(16, 16, 16), batch_size=2, epochs=2, iterations_per_epoch=2, validate_every=1,
         num_folds=5, deterministic=True, prefetch_batches=1, val_overlap=0.25, val_batch_size=4)
     return config.with_overrides(**overrides) if overrides else config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread() -> Iterator[None]:
+    """One torch thread for the tiny networks of these tests (imported by each module that trains).
+
+    On a shared 2-core machine, intra-op threads spinning on 16^3 patches cost 3x the wall time; the previous setting
+    is restored so other test modules are unaffected.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
