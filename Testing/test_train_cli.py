@@ -27,7 +27,7 @@ def test_cv_pools_every_case_once(tmp_path, capsys) -> None:
     assert {"mean", "median", "lesion_cases", "missing", "failed"} <= set(summary)
     for fold in (0, 1):
         assert (out / f"fold_{fold}" / "model.safetensors").is_file()
-    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+    assert json.loads((out / "fold_1" / "config.json").read_text())["epochs"] == 1
     assert "cross-validation: 6 cases" in capsys.readouterr().out
 
     # A second `cv --resume` keeps the finished folds and only re-pools.

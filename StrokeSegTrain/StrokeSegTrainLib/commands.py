@@ -10,8 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .config import load_config
-from .trainer import write_config
+from .config import TrainConfig, load_config
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -43,16 +42,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     cv.set_defaults(handler=run_cv_command)
 
 
-def _setup(args: argparse.Namespace):
+def _setup(args: argparse.Namespace) -> tuple[TrainConfig, str]:
+    """Logging to stdout (the Slicer panel parses the epoch lines), the configuration, and the command line."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     config = load_config(args.config)
     if args.epochs is not None:
         config = config.with_overrides(epochs=args.epochs)
         config.validate()
-    from .distributed import detect
-
-    if detect().is_main:
-        write_config(config, args.out / "config.json")
     return config, " ".join(shlex.quote(a) for a in ["strokeseg-train", *sys.argv[1:]])
 
 

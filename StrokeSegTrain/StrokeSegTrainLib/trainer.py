@@ -197,6 +197,8 @@ class _Run:
             self._load(checkpoint_path)
         elif self.resume and info.is_main:
             log.info("no checkpoint in %s; starting from scratch", self.dir)
+        if info.is_main:  # after the resume check, so a refused configuration is never recorded as the run's
+            write_config(c, self.dir / "config.json")
 
     def _load(self, path: Path) -> None:
         state = load_checkpoint(path, map_location="cpu")  # RNG states must stay CPU tensors; the rest is moved
