@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-v1
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench clean starter-model
 
 $(STAMP): pyproject.toml requirements-ci.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/inference.py
+
+# Retrains the bundled starter model from scratch, on generated data only (never on real scans), then evaluates it on
+# held-out generated cases (the training run's validation fold) and bundles it as StrokeSegLib/models/strokeseg-starter.
+STARTER := output/starter
+starter-model: $(STAMP)
+	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth --cases 80 --seed 2026 --workers 2 --quiet
+	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth --out $(STARTER)/run --fold 0 \
+		--config StrokeSegTrain/Resources/starter_config.json --quiet
+	$(PY) -m StrokeSegTrainLib.cli bundle --model $(STARTER)/run/fold_0/model.safetensors --id strokeseg-starter \
+		--provenance $(STARTER)/run/fold_0/validation/summary.json
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

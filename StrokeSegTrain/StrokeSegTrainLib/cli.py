@@ -10,7 +10,7 @@ import sys
 
 from StrokeSegLib.errors import StrokeSegError
 
-from . import __version__, commands
+from . import __version__, bundle, commands
 from .synth import command as synth_command
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parsers(subparsers)
     synth_command.add_parsers(subparsers)
+    bundle.add_parsers(subparsers)
     return parser
 
 
