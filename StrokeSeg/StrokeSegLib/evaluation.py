@@ -27,6 +27,7 @@ import statistics
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import SimpleITK as sitk
 
@@ -36,6 +37,8 @@ from .metrics import METRIC_KEYS, case_metrics
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 CSV_COLUMNS: tuple[str, ...] = ("case_id",) + METRIC_KEYS
+METRICS_CSV = "metrics.csv"
+SUMMARY_JSON = "summary.json"
 STAGE = "Evaluating"
 
 
@@ -62,11 +65,11 @@ class EvaluationReport:
 
     @property
     def metrics_csv(self) -> Path:
-        return self.out_dir / "metrics.csv"
+        return self.out_dir / METRICS_CSV
 
     @property
     def summary_json(self) -> Path:
-        return self.out_dir / "summary.json"
+        return self.out_dir / SUMMARY_JSON
 
     @property
     def ok(self) -> bool:
@@ -104,6 +107,47 @@ def _empty_like(image: sitk.Image) -> sitk.Image:
     empty = sitk.Image(image.GetSize(), sitk.sitkUInt8)
     empty.CopyInformation(image)
     return empty
+
+
+def _finite_or_none(value: Any) -> Any:
+    """NaN/inf become None (recursively) so that summary.json is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_metrics_report(rows: list[dict], out_dir: str | Path, extra: dict | None = None, notes: str = "",
+                         plots: bool = True) -> tuple[dict, list[Path]]:
+    """Write ``metrics.csv``, ``summary.json`` and the Dice plots for per-case metric rows; return (summary, plots).
+
+    The one writer of this format: ``strokeseg evaluate`` and training validation / cross-validation reports both
+    use it, so their files are read by the same tools.
+    """
+    out_dir = Path(out_dir)
+    with_lesions = [r for r in rows if r["gt_ml"] > 0]
+    summary = _finite_or_none({
+        **_stats(rows),
+        "n_cases_with_lesions": len(with_lesions),
+        "lesion_cases": _stats(with_lesions),
+        "missing": [],
+        "failed": [],
+        **(extra or {}),
+        "notes": notes,
+    })
+    write_text_atomic(out_dir / METRICS_CSV, _csv_text(rows))
+    write_json_atomic(out_dir / SUMMARY_JSON, summary, allow_nan=False)
+    pictures: list[Path] = []
+    if plots and rows:
+        from .visualize import dice_histogram_png, dice_vs_volume_png  # matplotlib only when drawing
+
+        dices = [r["dice"] for r in rows]
+        pictures = [dice_histogram_png(out_dir / "dice_histogram.png", dices),
+                    dice_vs_volume_png(out_dir / "dice_vs_volume.png", [r["gt_ml"] for r in rows], dices)]
+    return summary, pictures
 
 
 def _stats(rows: list[dict]) -> dict:
@@ -155,7 +199,6 @@ def evaluate(
     See the module docstring for how missing and failed cases are treated.
     """
     from .cases import find_cases
-    from .visualize import dice_histogram_png, dice_vs_volume_png
 
     pred_dir, gt_root, out_dir = Path(pred_dir), Path(gt_root), Path(out_dir)
     if not pred_dir.is_dir():
@@ -199,24 +242,12 @@ def evaluate(
                 result.notes.append(f"{case.case_id}: overlay not drawn: {exc}")
     report(progress, STAGE, 1.0)
 
-    with_lesions = [r for r in result.rows if r["gt_ml"] > 0]
-    result.summary = {
-        **_stats(result.rows),
-        "n_cases_with_lesions": len(with_lesions),
-        "lesion_cases": _stats(with_lesions),
-        "missing": list(result.missing),
-        "failed": list(result.failed),
-        "pred_dir": str(pred_dir),
-        "gt_root": str(gt_root),
-        "notes": "Native-space ISLES 2022 metrics; missing predictions are scored as empty masks; failed cases have no row.",
-    }
-    write_text_atomic(result.metrics_csv, _csv_text(result.rows))
-    write_json_atomic(result.summary_json, result.summary, allow_nan=False)
-    dices = [r["dice"] for r in result.rows]
-    result.plots = [
-        dice_histogram_png(out_dir / "dice_histogram.png", dices),
-        dice_vs_volume_png(out_dir / "dice_vs_volume.png", [r["gt_ml"] for r in result.rows], dices),
-    ]
+    result.summary, result.plots = write_metrics_report(
+        result.rows, out_dir,
+        extra={"missing": list(result.missing), "failed": list(result.failed), "pred_dir": str(pred_dir),
+               "gt_root": str(gt_root)},
+        notes="Native-space ISLES 2022 metrics; missing predictions are scored as empty masks; failed cases have no row.",
+    )
     if result.missing:
         warnings.warn(f"{len(result.missing)} prediction(s) missing in {pred_dir}, scored as empty: "
                       + ", ".join(result.missing), MissingPredictionWarning, stacklevel=2)
