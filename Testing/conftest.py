@@ -55,3 +55,17 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     save_model(path, network, meta)
     return path
+
+
+@pytest.fixture
+def scene(monkeypatch: pytest.MonkeyPatch):
+    """A fresh MRML scene (slicer-core wheel) with the default colour tables, also published as ``slicer.mrmlScene``
+    as in the application; skips where the wheel is not installed."""
+    slicer = pytest.importorskip("slicer")
+    scene = slicer.vtkMRMLScene()
+    colors = slicer.vtkSlicerColorLogic()
+    colors.SetMRMLScene(scene)
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    yield scene
+    colors.SetMRMLScene(None)
+    scene.Clear(1)

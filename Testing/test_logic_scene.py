@@ -30,17 +30,6 @@ from StrokeSegLib.synthetic import make_synthetic_case  # noqa: E402
 SIZE = (28, 24, 12)
 
 
-@pytest.fixture
-def scene(monkeypatch: pytest.MonkeyPatch):
-    scene = slicer.vtkMRMLScene()
-    colors = slicer.vtkSlicerColorLogic()
-    colors.SetMRMLScene(scene)
-    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
-    yield scene
-    colors.SetMRMLScene(None)
-    scene.Clear(1)
-
-
 class FakeEngine:
     """Records its calls; the mask is either dark ADC (resampled onto the DWI grid) or a ball at a physical point."""
 

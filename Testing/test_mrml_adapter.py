@@ -22,18 +22,6 @@ ISLES_DWI = "sub-strokecase0009/ses-0001/dwi/sub-strokecase0009_ses-0001_dwi.nii
 ISLES_MSK = "derivatives/sub-strokecase0009/ses-0001/sub-strokecase0009_ses-0001_msk.nii.gz"
 
 
-@pytest.fixture
-def scene(monkeypatch: pytest.MonkeyPatch):
-    """A fresh scene with the default colour tables, also published as ``slicer.mrmlScene`` like in the application."""
-    scene = slicer.vtkMRMLScene()
-    colors = slicer.vtkSlicerColorLogic()
-    colors.SetMRMLScene(scene)
-    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
-    yield scene
-    colors.SetMRMLScene(None)
-    scene.Clear(1)
-
-
 def rotation(ax: float, ay: float, az: float) -> np.ndarray:
     t = sitk.Euler3DTransform((0, 0, 0), ax, ay, az)
     return np.array(t.GetMatrix()).reshape(3, 3)
