@@ -1,12 +1,17 @@
-"""Brain mask on skull-stripped and whole-head scans, synthetic (oblique, anisotropic) and real."""
+"""Brain mask on skull-stripped and whole-head scans, synthetic (oblique, anisotropic) and real; its fast helpers
+against the library operations they replace; its speed on a large scan."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
+from StrokeSegLib import brain_mask
 from StrokeSegLib.brain_mask import compute_brain_mask, is_skull_stripped
 from StrokeSegLib.errors import GeometryError, InvalidImageError
 from StrokeSegLib.geometry import Grid
@@ -41,6 +46,16 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * np.logical_and(a, b).sum() / (a.sum() + b.sum()))
 
 
+def cpu_seconds(fn: Callable[[], object], repeats: int = 2) -> float:
+    """Least CPU time (all threads of this process) over a few calls: steadier than wall time on a busy machine."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
 def test_skull_stripped_synthetic_fills_holes_and_drops_specks() -> None:
     dwi, brain = head(skull=False)
     array = sitk.GetArrayFromImage(dwi)
@@ -62,7 +77,7 @@ def test_whole_head_synthetic_excludes_scalp() -> None:
     dwi, brain = head(skull=True)
     assert not is_skull_stripped(dwi)
     mask = sitk.GetArrayFromImage(compute_brain_mask(dwi)).astype(bool)
-    assert dice(mask, brain) > 0.97
+    assert dice(mask, brain) > 0.99                 # measured 0.995
     # Nothing of the scalp shell: the mask stays within the brain grown by a few mm.
     assert mask.sum() < 1.1 * brain.sum()
     # Ventricles (dark on DWI) are inside the mask.
@@ -72,7 +87,7 @@ def test_whole_head_synthetic_excludes_scalp() -> None:
 def test_whole_head_works_for_other_spacing() -> None:
     dwi, brain = head(skull=True, spacing=(2.0, 2.0, 2.0), size=(60, 70, 65), seed=3)
     mask = sitk.GetArrayFromImage(compute_brain_mask(dwi)).astype(bool)
-    assert dice(mask, brain) > 0.97
+    assert dice(mask, brain) > 0.99                 # measured 0.998
 
 
 @pytest.mark.parametrize("skull", [False, True])
@@ -104,8 +119,8 @@ def test_real_nonstripped_case_matches_reference_mask(nonstripped_case: Path) ->
     mask_image = compute_brain_mask(dwi, adc)
     assert Grid.of(mask_image) == Grid.of(dwi)
     mask = sitk.GetArrayFromImage(mask_image).astype(bool)
-    # Measured 0.923 (volume ratio 0.87); the reference is a tight mask from another group.
-    assert dice(mask, reference) > 0.88
+    # Measured 0.927 (volume ratio 0.88); the reference is a tight mask from another group.
+    assert dice(mask, reference) > 0.90
     assert 0.75 < mask.sum() / reference.sum() < 1.15
     # The same scan with its background zeroed (as some scanners export it) is still treated as a whole head.
     array = sitk.GetArrayFromImage(dwi)
@@ -114,7 +129,7 @@ def test_real_nonstripped_case_matches_reference_mask(nonstripped_case: Path) ->
     suppressed.CopyInformation(dwi)
     assert np.mean(sitk.GetArrayViewFromImage(suppressed) == 0) > 0.3
     mask = sitk.GetArrayFromImage(compute_brain_mask(suppressed)).astype(bool)
-    assert dice(mask, reference) > 0.88        # measured 0.91
+    assert dice(mask, reference) > 0.90        # measured 0.917
 
 
 def test_real_isles_case_is_stripped(isles_root: Path) -> None:
@@ -125,8 +140,80 @@ def test_real_isles_case_is_stripped(isles_root: Path) -> None:
     lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(lesion_path))) > 0
     assert is_skull_stripped(dwi)
     mask = sitk.GetArrayFromImage(compute_brain_mask(dwi, adc)).astype(bool)
+    assert cpu_seconds(lambda: compute_brain_mask(dwi, adc)) < 0.3   # measured 0.13 s (0.52 s before)
     non_zero = sitk.GetArrayFromImage(dwi) != 0
     assert mask[non_zero].all()
     volume_ml = mask.sum() * np.prod(dwi.GetSpacing()) / 1000
     assert 1000 < volume_ml < 1800                    # an adult brain; measured 1451 mL
     assert mask[lesion].all()                          # every lesion voxel is inside the brain
+
+
+def test_working_grid_is_aligned_blocks_of_native_voxels() -> None:
+    # 0.9 mm in-plane becomes blocks of 2 (1.8 mm); 4 mm slices stay; 255 voxels leave a partial last block.
+    dwi, _ = head(skull=False, size=(121, 140, 36))
+    work = brain_mask._WorkingGrid.for_image(dwi)
+    assert work.factors == (1, 2, 2) and work.grid.size == (61, 70, 36)
+    assert work.grid.direction == Grid.of(dwi).direction
+    native = Grid.of(dwi)
+    block = np.array([[x, y, 9] for x in (10, 11) for y in (6, 7)], dtype=float)
+    np.testing.assert_allclose(work.grid.index_to_physical(np.array([[5, 3, 9]]))[0],
+                               native.index_to_physical(block).mean(axis=0), atol=1e-9)
+    array = sitk.GetArrayFromImage(dwi)
+    down = work.down(array)
+    assert down.shape == work.grid.shape
+    assert down[9, 3, 5] == pytest.approx(array[9, 6:8, 10:12].mean(), rel=1e-5)
+    assert down[9, 3, -1] == pytest.approx(array[9, 6:8, -1].mean(), rel=1e-5)     # the partial block
+    mask = down > 50
+    up = work.up(mask)
+    assert up.shape == array.shape and np.array_equal(up[:, ::2, ::2], mask)
+    # Interpolation at native voxels: a linear ramp on the working grid is reproduced exactly inside it.
+    ramp = np.broadcast_to(np.arange(work.grid.shape[2], dtype=np.float32), work.grid.shape)
+    index = (np.array([9, 9]), np.array([6, 7]), np.array([10, 11]))
+    np.testing.assert_allclose(work.sample(np.ascontiguousarray(ramp), index), [4.75, 5.25])
+    # Coarse voxels (1.5 mm and up) are worked on as they are.
+    assert brain_mask._WorkingGrid.for_image(head(skull=True, spacing=(2.0, 2.0, 2.0), size=(20, 20, 20))[0]).is_native
+
+
+def test_fill_holes_equals_scipy_per_slice_then_3d() -> None:
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        mask = ndimage.gaussian_filter(rng.random((20, 30, 25)), 1.5) > 0.5 + 0.02 * rng.standard_normal()
+        expected = ndimage.binary_fill_holes(np.stack([ndimage.binary_fill_holes(s) for s in mask]))
+        assert np.array_equal(brain_mask._fill_holes(mask), expected), i
+
+
+@pytest.mark.parametrize("radius", [(1, 1, 1), (1, 2, 2), (2, 2, 2), (0, 2, 3)])
+def test_opening_and_closing_equal_simpleitk(radius: tuple[int, int, int]) -> None:
+    # Blobs touching the array border too: ITK's boundary conventions (erosion: outside is foreground; closing: safe
+    # border) are kept.
+    rng = np.random.default_rng(1)
+    mask = ndimage.gaussian_filter(rng.random((30, 40, 35)), 2.0) > 0.5
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    itk_radius = list(radius[::-1])
+    opened = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(image, itk_radius)).astype(bool)
+    closed = sitk.GetArrayFromImage(sitk.BinaryMorphologicalClosing(image, itk_radius)).astype(bool)
+    assert np.array_equal(brain_mask._open(mask, radius), opened)
+    assert np.array_equal(brain_mask._close(mask, radius), closed)
+
+
+def test_working_grid_loses_no_quality(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same algorithm at full resolution (working grid = native grid) and on the working grid agree.
+    dwi, brain = head(skull=True)
+    coarse = sitk.GetArrayFromImage(compute_brain_mask(dwi)).astype(bool)
+    monkeypatch.setattr(brain_mask, "WORKING_SPACING_MM", 0.1)
+    assert brain_mask._WorkingGrid.for_image(dwi).is_native
+    full = sitk.GetArrayFromImage(compute_brain_mask(dwi)).astype(bool)
+    assert dice(coarse, full) > 0.99                   # measured 0.999
+    assert dice(coarse, brain) > dice(full, brain) - 0.005
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skull", [False, True])
+def test_large_scan_is_fast(skull: bool) -> None:
+    # 256x256x76 at 0.9x0.9x2 mm: 3.5 s of CPU before the working grid, measured 0.25 s (stripped), 0.4 s (whole head).
+    case = make_synthetic_case(seed=1, size=(256, 256, 76), spacing=(0.9, 0.9, 2.0), oblique=True, skull=skull)
+    masks = []
+    seconds = cpu_seconds(lambda: masks.append(compute_brain_mask(case.dwi, case.adc)))
+    truth = sitk.GetArrayFromImage(case.brain_mask).astype(bool)
+    assert dice(sitk.GetArrayFromImage(masks[-1]).astype(bool), truth) > (0.99 if skull else 0.9999)
+    assert seconds < 1.5
