@@ -35,7 +35,11 @@ from StrokeSegLib.logic import BackgroundSegmentation, OutputReader, parse_progr
 
 DEVICES = [("auto", "Automatic (GPU if available)"), ("cuda", "NVIDIA GPU (CUDA)"), ("mps", "Apple GPU (MPS)"),
            ("cpu", "CPU")]
-SAMPLE_URL = "https://github.com/strokeseg/SlicerStrokeSeg/releases/download/sample-data/"
+# The ISLES 2022 organisers' own public copy of case 0009, pinned to a commit so the bytes (and checksums) never change.
+SAMPLE_URL = (
+    "https://raw.githubusercontent.com/ezequieldlrosa/isles22/5349ccfee52c30bb5a2b6da0c3794891ff4cc3bf/"
+    "utils/data/rawdata/sub-strokecase0009/ses-0001/"
+)
 
 
 class StrokeSeg(ScriptedLoadableModule):
@@ -57,10 +61,10 @@ class StrokeSeg(ScriptedLoadableModule):
             '<a href="https://github.com/strokeseg/SlicerStrokeSeg#readme">Documentation</a>.'
         )
         self.parent.acknowledgementText = _(
-            "Models are trained on the ISLES 2022 data set: Hernandez Petzsche MR et al., ISLES 2022: A multi-center "
-            "magnetic resonance imaging stroke lesion segmentation dataset. Scientific Data 9, 762 (2022), "
-            "doi:10.1038/s41597-022-01875-5 (CC BY-SA 4.0). PyTorch is provided by the PyTorch extension "
-            "(SlicerPyTorch)."
+            "The sample case and the evaluation data are from ISLES 2022: Hernandez Petzsche MR et al., ISLES 2022: A "
+            "multi-center magnetic resonance imaging stroke lesion segmentation dataset. Scientific Data 9, 762 (2022), "
+            "doi:10.1038/s41597-022-01875-5 (CC BY-SA 4.0). The bundled starter model is trained on generated data "
+            "only. PyTorch is provided by the PyTorch extension (SlicerPyTorch)."
         )
         slicer.app.connect("startupCompleted()", registerSampleData)
 
@@ -68,10 +72,9 @@ class StrokeSeg(ScriptedLoadableModule):
 def registerSampleData() -> None:
     """Register an ISLES 2022 case (DWI b=800 + ADC, skull-stripped, 4.2 mL infarct) in the Sample Data module.
 
-    NOT YET HOSTED: the files are to be uploaded as assets of the release tagged ``sample-data`` of
-    github.com/strokeseg/SlicerStrokeSeg; until then downloading fails with a clear HTTP error. The checksums are those
-    of the ISLES 2022 files sub-strokecase0009_ses-0001_{dwi,adc}.nii.gz (CC BY-SA 4.0) that will be uploaded as they
-    are; recompute after any change with
+    The files are the ISLES 2022 organisers' public copy (github.com/ezequieldlrosa/isles22, utils/data, CC BY-SA 4.0),
+    pinned to a commit; their git blobs are byte-identical to the ISLES release files the checksums were computed from.
+    Recompute after any change with
     ``python -c "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())" FILE``.
     """
     import SampleData

@@ -384,7 +384,7 @@ def test_icons_are_real_pictures(path: str, size: int | None) -> None:
 
 
 @pytest.mark.realdata
-def test_sample_data_checksums_match_the_files_to_be_hosted(isles_root: Path) -> None:
+def test_sample_data_checksums_match_the_hosted_files(isles_root: Path) -> None:
     import hashlib
 
     source = (ROOT / "StrokeSeg" / "StrokeSeg.py").read_text()
