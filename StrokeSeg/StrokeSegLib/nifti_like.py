@@ -45,6 +45,10 @@ def write_nifti_like(image: sitk.Image, like: str | Path, out: str | Path) -> No
     header.set_data_shape(data.shape)
     header.set_slope_inter(1.0, 0.0)
     result = nib.Nifti1Image(data, None, header)
-    result.set_qform(source.header.get_qform(), int(source.header["qform_code"]))
-    result.set_sform(source.header.get_sform(), int(source.header["sform_code"]))
+    # Only coded transforms are meaningful; an uncoded qform may hold garbage quaternions (seen in real scans), and
+    # the copied header already carries those fields untouched.
+    for kind in ("qform", "sform"):
+        code = int(source.header[f"{kind}_code"])
+        if code > 0:
+            getattr(result, f"set_{kind}")(getattr(source.header, f"get_{kind}")(), code)
     nib.save(result, str(out))
