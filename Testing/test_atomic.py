@@ -78,3 +78,18 @@ def test_unserialisable_json_leaves_nothing(tmp_path: Path) -> None:
 )
 def test_full_suffix(name: str, suffix: str) -> None:
     assert full_suffix(name) == suffix
+
+
+def test_written_files_get_ordinary_permissions_even_from_private_writers(tmp_path: Path) -> None:
+    """A model file bundled or shared must be readable by others, though safetensors creates files 0600."""
+    import os
+    import stat
+
+    target = tmp_path / "model.safetensors"
+    with atomic_path(target) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"x")
+        os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask

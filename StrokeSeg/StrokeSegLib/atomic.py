@@ -14,6 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# Read once: the process umask, so that renamed files get the permissions of an ordinarily created file even when the
+# writer (safetensors, for one) created its temporary file private (0600).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 # Multi-part suffixes that must stay together so that format detection by name still works.
 _COMPOUND_SUFFIXES = (".nii.gz", ".tar.gz", ".json.gz", ".csv.gz", ".nrrd.gz")
 
@@ -43,6 +48,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"{tmp}: the writer did not create the temporary file for {target}")
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     except BaseException:
         try:
