@@ -185,21 +185,25 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return ~_outside(labels, count, (0, 1, 2))[labels]
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Connected components of ``mask``: labels, their count, and voxels per label (background counted as 0)."""
     labels, count = ndimage.label(mask)
-    if count <= 1:
-        return mask.astype(bool)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
+    return labels, count, sizes
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, count, sizes = _components(mask)
+    if count <= 1:
+        return mask.astype(bool)
     return labels == int(np.argmax(sizes))
 
 
 def _drop_small_islands(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(mask)
+    labels, count, sizes = _components(mask)
     if count <= 1:
         return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
     keep = sizes >= MIN_ISLAND_FRACTION * sizes.sum()
     keep[0] = False
     return keep[labels]
