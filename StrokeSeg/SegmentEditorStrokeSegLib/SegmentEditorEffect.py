@@ -1,8 +1,10 @@
 """Segment Editor effect "Stroke lesion (AI)": the StrokeSeg network on the editor's source volume (the DWI).
 
-It writes (or replaces) the segment "Ischemic stroke lesion" in the edited segmentation, undoable, and leaves other
-segments alone, so a user can segment, then correct with Paint/Erase without leaving the Segment Editor. It runs in
-Slicer's own process (with a cancellable progress dialog), through the same StrokeSegLogic as the module.
+Preview computes the lesion into a temporary, half-transparent segmentation shown over the DWI; Apply writes it into
+the *selected* segment through the editor's own modification call (so Undo, and the editor's masking settings, apply),
+creating "Ischemic stroke lesion" when no segment is selected; Cancel discards the preview. Apply without a preview
+computes first. It runs in Slicer's own process (with a cancellable progress dialog), through the same StrokeSegLogic
+as the module.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         scriptedEffect.requireSegments = False
         AbstractScriptedSegmentEditorEffect.__init__(self, scriptedEffect)
         self.lastSummary = ""
+        self.previewNode = None
 
     def clone(self):
         import qSlicerSegmentationsEditorEffectsPythonQt as effects
@@ -74,10 +77,18 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.ttaCheckBox = qt.QCheckBox("Test-time augmentation (slower, slightly better)")
         self.scriptedEffect.addOptionsWidget(self.ttaCheckBox)
 
+        self.previewButton = qt.QPushButton("Preview")
+        self.previewButton.objectName = self.__class__.__name__ + "Preview"
+        self.previewButton.setToolTip("Compute the lesion and show it over the DWI without changing any segment.")
         self.applyButton = qt.QPushButton("Apply")
         self.applyButton.objectName = self.__class__.__name__ + "Apply"
-        self.applyButton.setToolTip("Segment the lesion into the segment 'Ischemic stroke lesion'.")
-        self.scriptedEffect.addOptionsWidget(self.applyButton)
+        self.applyButton.setToolTip("Write the lesion into the selected segment (computing it first if needed).")
+        self.cancelButton = qt.QPushButton("Cancel")
+        self.cancelButton.setToolTip("Discard the preview.")
+        buttons = qt.QHBoxLayout()
+        for button in (self.previewButton, self.applyButton, self.cancelButton):
+            buttons.addWidget(button)
+        self.scriptedEffect.addOptionsWidget(buttons)
 
         self.resultLabel = qt.QLabel("")
         self.resultLabel.wordWrap = True
@@ -85,10 +96,15 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
         self.adcSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateMRMLFromGUI)
         self.ttaCheckBox.connect("toggled(bool)", self.updateMRMLFromGUI)
+        self.previewButton.connect("clicked()", self.onPreview)
         self.applyButton.connect("clicked()", self.onApply)
+        self.cancelButton.connect("clicked()", self.removePreview)
 
     def createCursor(self, widget):
         return slicer.util.mainWindow().cursor
+
+    def deactivate(self) -> None:
+        self.removePreview()
 
     def activate(self) -> None:
         self.refreshModels()
@@ -124,12 +140,18 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         wasBlocked = self.ttaCheckBox.blockSignals(True)
         self.ttaCheckBox.checked = self.scriptedEffect.integerParameter("TestTimeAugmentation") != 0
         self.ttaCheckBox.blockSignals(wasBlocked)
-        self.applyButton.enabled = self.sourceVolumeNode() is not None and self.adcSelector.currentNode() is not None
+        self.updateButtons()
         self.resultLabel.text = self.lastSummary
 
     def updateMRMLFromGUI(self, *unused) -> None:
         self.scriptedEffect.setParameter("TestTimeAugmentation", 1 if self.ttaCheckBox.checked else 0)
-        self.applyButton.enabled = self.sourceVolumeNode() is not None and self.adcSelector.currentNode() is not None
+        self.updateButtons()
+
+    def updateButtons(self) -> None:
+        ready = self.sourceVolumeNode() is not None and self.adcSelector.currentNode() is not None
+        self.previewButton.enabled = ready
+        self.applyButton.enabled = ready
+        self.cancelButton.enabled = self.previewNode is not None
 
     def sourceVolumeNode(self):
         editorNode = self.scriptedEffect.parameterSetNode()
@@ -139,20 +161,28 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             return editorNode.GetSourceVolumeNode()
         return editorNode.GetMasterVolumeNode()
 
-    def onApply(self) -> None:
+    def removePreview(self) -> None:
+        """Discard the preview segmentation (Cancel, leaving the effect, or after Apply)."""
+        if self.previewNode is not None and self.previewNode.GetScene() is not None:
+            slicer.mrmlScene.RemoveNode(self.previewNode)
+        self.previewNode = None
+        if hasattr(self, "cancelButton"):
+            self.updateButtons()
+
+    def onPreview(self) -> bool:
+        """Compute the lesion into a temporary segmentation shown at half opacity; True when one is ready."""
         from StrokeSegLib.dependencies import ensure_dependencies
         from StrokeSegLib.errors import CancelledError
         from StrokeSegLib.logic import StrokeSegLogic, summary_text
-        from StrokeSegLib.mrml import LESION_SEGMENT_NAME
 
         dwi, adc = self.sourceVolumeNode(), self.adcSelector.currentNode()
-        segmentationNode = self.scriptedEffect.parameterSetNode().GetSegmentationNode()
-        if dwi is None or adc is None or segmentationNode is None:
+        if dwi is None or adc is None:
             slicer.util.errorDisplay("Select a source volume (the DWI) and an ADC volume.")
-            return
+            return False
         if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
-            return
-        self.scriptedEffect.saveStateForUndo()
+            return False
+        self.removePreview()
+        preview = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "StrokeSeg preview")
         dialog = slicer.util.createProgressDialog(labelText="Segmenting the stroke lesion...", maximum=100)
 
         def progress(stage: str, fraction: float) -> None:
@@ -162,25 +192,48 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
         logic = StrokeSegLogic()
         try:
-            logic.process(
-                dwi,
-                adc,
-                segmentationNode,
-                model=self.modelComboBox.currentData or None,
-                tta=self.ttaCheckBox.checked,
-                progress=progress,
-                cancel=_DialogCancel(dialog),
-            )
+            logic.process(dwi, adc, preview, model=self.modelComboBox.currentData or None,
+                          tta=self.ttaCheckBox.checked, progress=progress, cancel=_DialogCancel(dialog))
         except CancelledError:
+            slicer.mrmlScene.RemoveNode(preview)
             self.lastSummary = "Cancelled."
+            return False
         except Exception as error:
+            slicer.mrmlScene.RemoveNode(preview)
             logging.exception("StrokeSeg effect failed")
             slicer.util.errorDisplay(f"Stroke lesion segmentation failed: {error}")
             self.lastSummary = ""
-        else:
-            self.lastSummary = summary_text(logic.lastReport)
-            segmentId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(LESION_SEGMENT_NAME)
-            self.scriptedEffect.parameterSetNode().SetSelectedSegmentID(segmentId)
+            return False
         finally:
             dialog.close()
+            self.resultLabel.text = self.lastSummary
+        preview.CreateDefaultDisplayNodes()
+        preview.GetDisplayNode().SetOpacity(0.5)
+        self.previewNode = preview
+        self.lastSummary = "Preview: " + summary_text(logic.lastReport)
+        self.resultLabel.text = self.lastSummary
+        self.updateButtons()
+        return True
+
+    def onApply(self) -> None:
+        """Write the previewed lesion into the selected segment (or a new lesion segment), undoably."""
+        from StrokeSegLib.mrml import LESION_SEGMENT_NAME
+
+        if self.previewNode is None and not self.onPreview():
+            return
+        parameters = self.scriptedEffect.parameterSetNode()
+        segmentationNode = parameters.GetSegmentationNode()
+        preview = self.previewNode
+        lesionId = preview.GetSegmentation().GetSegmentIdBySegmentName(LESION_SEGMENT_NAME)
+        lesion = slicer.vtkOrientedImageData()
+        preview.GetBinaryLabelmapRepresentation(lesionId, lesion)
+        self.scriptedEffect.saveStateForUndo()
+        if not parameters.GetSelectedSegmentID():
+            newId = segmentationNode.GetSegmentation().AddEmptySegment("", LESION_SEGMENT_NAME)
+            parameters.SetSelectedSegmentID(newId)
+        self.scriptedEffect.modifySelectedSegmentByLabelmap(
+            lesion, slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet
+        )
+        self.lastSummary = self.lastSummary.replace("Preview: ", "Applied: ", 1)
+        self.removePreview()
         self.resultLabel.text = self.lastSummary
