@@ -12,14 +12,13 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
 from .atomic import write_json_atomic, write_text_atomic
 from .cases import Case, find_cases
 from .errors import CancelledError, StrokeSegError
-from .postprocess import lesion_table
+from .postprocess import lesion_table, lesion_volume_ml
 from .progress import CancelToken, check_cancel
 from .segmentation import SegmentOptions, get_model, segment_files
 
@@ -59,9 +58,7 @@ def mask_path(out_dir: Path, case_id: str) -> Path:
 def _summarise_existing(case: Case, path: Path) -> CaseOutcome:
     """Volume and count of a mask written by an earlier run (resume)."""
     mask = sitk.ReadImage(str(path))
-    voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
-    volume_ml = voxels * float(np.prod(mask.GetSpacing())) / 1000.0
-    return CaseOutcome(case.case_id, "skipped", volume_ml, len(lesion_table(mask)))
+    return CaseOutcome(case.case_id, "skipped", lesion_volume_ml(mask), len(lesion_table(mask)))
 
 
 def run_batch(

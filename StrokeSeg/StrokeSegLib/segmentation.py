@@ -20,7 +20,7 @@ from .geometry import Grid
 from .imageio import read_image, write_image
 from .model_file import LoadedModel, load_model
 from .model_registry import resolve_model
-from .postprocess import lesion_table, postprocess
+from .postprocess import lesion_table, lesion_volume_ml, postprocess
 from .preprocessing import PreprocessConfig, prepare_case
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 from .sliding_window import sliding_window_predict
@@ -124,9 +124,8 @@ def segment_images(
     timings["total_s"] = time.perf_counter() - t0
 
     lesions = lesion_table(mask)
-    voxel_ml = float(np.prod(dwi.GetSpacing())) / 1000.0
     result_report: dict[str, Any] = {
-        "lesion_volume_ml": float(mask_array.sum()) * voxel_ml,
+        "lesion_volume_ml": lesion_volume_ml(mask),
         "lesion_count": len(lesions),
         "lesions": lesions,
         "threshold": threshold,
@@ -171,11 +170,7 @@ def segment_files(
     read_s = time.perf_counter() - t
     result = segment_images(dwi, adc, model, options, progress, cancel, dwi_path=dwi_path, adc_path=adc_path)
     result.report["timings"]["read_s"] = read_s
-    t = time.perf_counter()
     write_outputs(result, out_mask, out_probability, out_report, like=dwi_path)
-    result.report["timings"]["write_s"] = time.perf_counter() - t
-    if out_report is not None:  # rewrite so the report includes the write time
-        write_json_atomic(out_report, result.report)
     return result
 
 
@@ -186,11 +181,16 @@ def write_outputs(
     out_report: str | Path | None = None,
     like: str | Path | None = None,
 ) -> None:
-    """Write whichever outputs were asked for; ``like`` (the DWI file) lends its header to NIfTI outputs."""
+    """Write whichever outputs were asked for; ``like`` (the DWI file) lends its header to NIfTI outputs.
+
+    The images go first so that the report, written last, includes their write time.
+    """
+    t = time.perf_counter()
     if out_mask is not None:
         write_image(result.mask, out_mask, like=like)
     if out_probability is not None:
         write_image(result.probability, out_probability, like=like)
+    result.report["timings"]["write_s"] = time.perf_counter() - t
     if out_report is not None:
         result.report["outputs"] = {
             "mask": None if out_mask is None else str(out_mask),
