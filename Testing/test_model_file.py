@@ -175,6 +175,7 @@ def test_newer_format_version_refused(tmp_path: Path) -> None:
         ({"min_lesion_mm3": "ten"}, "min_lesion_mm3"),
         ({"model_id": ""}, "model_id"),
         ({"surprise": 1}, "unknown metadata"),
+        ({"normalization": {"method": "percentile_zscore", "adc": "minmax"}}, "normalization.adc"),
     ],
 )
 def test_wrong_metadata_refused(tmp_path: Path, change: dict, message: str) -> None:

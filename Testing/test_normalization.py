@@ -69,3 +69,49 @@ def test_constant_channel_gives_zeros_and_bad_input_raises() -> None:
         normalize_channel(adc, mask[:-1])
     with pytest.raises(ValueError):
         normalize_channel(adc, mask, lower=60, upper=40)
+
+
+# --- physical ADC ------------------------------------------------------------------------------------------------
+
+from StrokeSegLib.normalization import (ADC_CENTRE, ADC_CLIP_MAX, ADC_SCALE, detect_adc_unit_mm2s,  # noqa: E402
+                                        normalize_adc_physical)
+
+
+@pytest.mark.parametrize("unit", [1.0, 1e-3, 1e-6])
+def test_physical_adc_is_the_same_in_every_unit_and_keeps_absolute_values(unit: float) -> None:
+    adc_e3, mask = brain()
+    stored = adc_e3 * (1e-3 / unit)  # the same physical ADC written in this unit
+    assert detect_adc_unit_mm2s(stored, mask) == unit
+    out = normalize_adc_physical(stored, mask)
+    reference = normalize_adc_physical(adc_e3, mask)
+    np.testing.assert_allclose(out, reference, atol=1e-5)
+    assert np.all(out[~mask] == 0)
+    # Absolute meaning survives: the "lesion" at 0.4e-3 mm^2/s maps to (0.4 - centre) / scale on every scan,
+    # and the outliers saturate at the clip.
+    lesion = mask & (np.indices(mask.shape)[2] > 18) & (adc_e3 == 0.4)
+    np.testing.assert_allclose(out[lesion], (0.4 - ADC_CENTRE) / ADC_SCALE, atol=1e-5)
+    assert out.max() == pytest.approx((ADC_CLIP_MAX - ADC_CENTRE) / ADC_SCALE, abs=1e-5)
+
+
+def test_physical_adc_does_not_depend_on_how_much_csf_the_brain_holds() -> None:
+    adc, mask = brain()
+    more_csf = adc.copy()
+    more_csf[mask & (np.indices(mask.shape)[1] < 12)] = 3.0  # ventricles / atrophy
+    a, b = normalize_adc_physical(adc, mask), normalize_adc_physical(more_csf, mask)
+    untouched = mask & (np.indices(mask.shape)[1] >= 12)
+    np.testing.assert_array_equal(a[untouched], b[untouched])
+    # A z-score would move every other voxel when CSF is added; the physical mapping must not.
+    assert not np.allclose(normalize_channel(adc, mask)[untouched], normalize_channel(more_csf, mask)[untouched])
+
+
+@pytest.mark.parametrize("scale", [1e-6, 0.05, 50.0, 1e5])
+def test_unknown_adc_units_are_refused_with_the_file_named(scale: float) -> None:
+    adc, mask = brain()  # median ~0.8; these scales put it between or beyond the three known conventions
+    with pytest.raises(InvalidImageError, match=r"adc\.nii\.gz.*fits none of the known units"):
+        normalize_adc_physical(adc * scale, mask, path="case/adc.nii.gz")
+
+
+def test_adc_without_positive_brain_values_is_refused() -> None:
+    adc, mask = brain()
+    with pytest.raises(InvalidImageError, match="no positive values"):
+        normalize_adc_physical(np.zeros_like(adc), mask, path="x_adc.nii")

@@ -39,14 +39,15 @@ def centroid_mm(grid: Grid, mask: np.ndarray) -> np.ndarray:
 
 
 def test_config_round_trips_through_json() -> None:
-    config = PreprocessConfig(target_spacing=(1.5, 1.5, 2.0), clip_percentiles=(1, 99), register=False)
+    config = PreprocessConfig(target_spacing=(1.5, 1.5, 2.0), clip_percentiles=(1, 99), register=False,
+                              adc_normalization="physical")
     again = PreprocessConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
     assert again.target_spacing == (1.5, 1.5, 2.0) and again.clip_percentiles == (1.0, 99.0)
     assert PreprocessConfig.from_dict({}) == PreprocessConfig()
     assert PreprocessConfig(target_spacing=2.0).target_spacing == (2.0, 2.0, 2.0)
     for bad in ({"target_spacing": [2, 0, 2]}, {"clip_percentiles": [90, 10]}, {"register": "yes"},
-                {"target_spacings": [2, 2, 2]}):
+                {"target_spacings": [2, 2, 2]}, {"adc_normalization": "minmax"}):
         with pytest.raises(ValueError):
             PreprocessConfig.from_dict(bad)
 

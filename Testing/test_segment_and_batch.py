@@ -97,3 +97,35 @@ def test_segment_real_isles_case_lands_on_its_grid(isles_root: Path, tmp_path: P
     assert strokeseg(["segment", "--dwi", str(dwi), "--adc", str(adc), "--out", str(out), "--model", str(tiny_model)]) == 0
     assert Grid.of(sitk.ReadImage(str(out))) == Grid.of(sitk.ReadImage(str(dwi)))
     assert np.array_equal(nib.load(str(out)).affine, nib.load(str(dwi)).affine)
+
+
+@pytest.mark.parametrize("adc_mode", ["zscore", "physical"])
+def test_the_model_file_decides_how_the_adc_is_normalised(tmp_path: Path, adc_mode: str) -> None:
+    """A model trained on physical ADC must see physical ADC at deployment: the same physics in another unit gives
+    the same result, but a 20 % different ADC does not -- while a z-score model cannot tell the two apart."""
+    import torch
+
+    from StrokeSegLib.model_file import ModelMetadata, save_model
+    from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+    from StrokeSegLib.segmentation import SegmentOptions, segment_images
+
+    torch.manual_seed(1)
+    config = NetworkConfig(in_channels=2, out_channels=1, features=(4, 8, 16))
+    model = tmp_path / f"{adc_mode}.safetensors"
+    save_model(model, AttentionUNet3D(config), ModelMetadata(
+        model_id=f"tiny-{adc_mode}", network=config.to_dict(), target_spacing=(3.0, 3.0, 3.0), patch_size=(32, 32, 32),
+        threshold=0.5, min_lesion_mm3=0.0,
+        normalization={"method": "percentile_zscore", "clip_percentiles": [0.5, 99.5], "adc": adc_mode}))
+    case = make_synthetic_case(seed=4, size=(40, 36, 20), adc_units=1e-3)
+    options = SegmentOptions(tta=False)
+
+    def probability(adc: sitk.Image) -> np.ndarray:
+        return sitk.GetArrayFromImage(segment_images(case.dwi, adc, model, options).probability)
+
+    base = probability(case.adc)
+    np.testing.assert_allclose(probability(case.adc * 1000.0), base, atol=1e-5)  # 10^-6 mm^2/s, same physics
+    changed = probability(case.adc * 1.2)
+    if adc_mode == "physical":
+        assert np.abs(changed - base).max() > 1e-3
+    else:
+        np.testing.assert_allclose(changed, base, atol=1e-5)

@@ -93,6 +93,8 @@ class ModelMetadata:
             raise ValueError(f"min_lesion_mm3 must be a number >= 0, got {self.min_lesion_mm3!r}")
         if not isinstance(self.normalization, dict):
             raise ValueError(f"normalization must be a JSON object, got {self.normalization!r}")
+        if self.normalization.get("adc", "zscore") not in ("zscore", "physical"):
+            raise ValueError(f"normalization.adc must be 'zscore' or 'physical', got {self.normalization['adc']!r}")
         if not isinstance(self.provenance, dict):
             raise ValueError(f"provenance must be a JSON object, got {self.provenance!r}")
         if not isinstance(self.description, str):

@@ -37,3 +37,56 @@ def normalize_channel(array: np.ndarray, mask: np.ndarray, lower: float = 0.5, u
         return out
     out[mask] = ((values - mean) / std).astype(np.float32)
     return out
+
+
+#: ADC conventions seen in the wild, as (size of one stored unit in mm^2/s, plausible range of the brain's median ADC
+#: in that unit). Normal brain (tissue plus CSF) has a median ADC of about 0.7-1.2e-3 mm^2/s, so the three ranges
+#: are three orders of magnitude apart and cannot be confused.
+ADC_UNIT_RANGES: tuple[tuple[float, tuple[float, float]], ...] = (
+    (1.0, (1e-4, 1e-2)),      # mm^2/s (values around 0.0008)
+    (1e-3, (0.1, 10.0)),      # 10^-3 mm^2/s (values around 0.8)
+    (1e-6, (100.0, 10000.0)), # 10^-6 mm^2/s (values around 800)
+)
+#: Physical ADC normalisation: clip to [0, ADC_CLIP_MAX] x 10^-3 mm^2/s (CSF saturates, tissue keeps its detail),
+#: then (ADC - ADC_CENTRE) / ADC_SCALE, so normal tissue sits near 0, an infarct (< 0.62) below -0.6 and CSF at +5.
+ADC_CLIP_MAX = 2.4
+ADC_CENTRE = 0.8
+ADC_SCALE = 0.3
+
+
+def detect_adc_unit_mm2s(adc: np.ndarray, mask: np.ndarray, path: object = None) -> float:
+    """Size in mm^2/s of one stored ADC unit (1, 1e-3 or 1e-6), from the median of the positive ADC in the brain.
+
+    Sites store ADC in mm^2/s, 10^-3 or 10^-6 mm^2/s; the value itself is physical, so once the unit is known the
+    network can use absolute thresholds (an acute infarct is below about 0.62e-3 mm^2/s on every scanner).
+    """
+    values = np.asarray(adc)[np.asarray(mask).astype(bool)]
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        raise InvalidImageError("The ADC has no positive values inside the brain mask, so its units cannot be told.",
+                                path)
+    median = float(np.median(values))
+    for unit, (low, high) in ADC_UNIT_RANGES:
+        if low <= median < high:
+            return unit
+    raise InvalidImageError(
+        f"The ADC's median inside the brain is {median:.4g}, which fits none of the known units (mm^2/s around "
+        "0.0008, 10^-3 mm^2/s around 0.8, 10^-6 mm^2/s around 800). Is this really an ADC map?", path)
+
+
+def normalize_adc_physical(adc: np.ndarray, mask: np.ndarray, path: object = None) -> np.ndarray:
+    """ADC in physical units mapped to network input: unit detected, converted to 10^-3 mm^2/s, clipped to
+    [0, ADC_CLIP_MAX], centred and scaled; 0 outside ``mask``. Unlike a z-score, this does not depend on how much CSF
+    the brain holds, so the same infarct gets the same input value on every scan."""
+    adc = np.asarray(adc)
+    mask = np.asarray(mask).astype(bool)
+    if adc.shape != mask.shape:
+        raise InvalidImageError(f"ADC of shape {adc.shape} and brain mask of shape {mask.shape} differ.", path)
+    if not mask.any():
+        raise InvalidImageError("The brain mask is empty, so the ADC cannot be normalised.", path)
+    unit = detect_adc_unit_mm2s(adc, mask, path)
+    values = adc[mask].astype(np.float64) * (unit * 1e3)
+    values = np.where(np.isfinite(values), values, ADC_CENTRE)
+    out = np.zeros(adc.shape, dtype=np.float32)
+    out[mask] = ((np.clip(values, 0.0, ADC_CLIP_MAX) - ADC_CENTRE) / ADC_SCALE).astype(np.float32)
+    return out

@@ -18,10 +18,14 @@ from .alignment import AlignmentResult, align_to_reference
 from .brain_mask import compute_brain_mask
 from .errors import GeometryError, InvalidImageError
 from .geometry import Grid, grid_with_spacing, resample_to_grid
-from .normalization import normalize_channel
+from .normalization import normalize_adc_physical, normalize_channel
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 CHANNELS = ("DWI", "ADC")
+
+
+#: Ways of presenting the ADC to the network (stored in model files as ``normalization["adc"]``).
+ADC_NORMALIZATIONS = ("zscore", "physical")
 
 
 @dataclass
@@ -31,6 +35,9 @@ class PreprocessConfig:
     target_spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
     register: bool | None = None
+    #: "zscore": ADC clipped and z-scored inside the brain like the DWI (models from before physical ADC);
+    #: "physical": ADC in its detected unit, clipped and scaled in 10^-3 mm^2/s (see ``normalize_adc_physical``).
+    adc_normalization: str = "zscore"
 
     def __post_init__(self) -> None:
         spacing = np.broadcast_to(np.asarray(self.target_spacing, dtype=np.float64), (3,))
@@ -41,18 +48,20 @@ class PreprocessConfig:
             raise ValueError(f"clip_percentiles must satisfy 0 <= lower < upper <= 100, got {self.clip_percentiles!r}")
         if self.register not in (None, True, False):
             raise ValueError(f"register must be true, false or null, got {self.register!r}")
+        if self.adc_normalization not in ADC_NORMALIZATIONS:
+            raise ValueError(f"adc_normalization must be one of {ADC_NORMALIZATIONS}, got {self.adc_normalization!r}")
         self.target_spacing = tuple(float(v) for v in spacing)  # type: ignore[assignment]
         self.clip_percentiles = (lower, upper)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (lists, floats, bool or None)."""
         return {"target_spacing": list(self.target_spacing), "clip_percentiles": list(self.clip_percentiles),
-                "register": self.register}
+                "register": self.register, "adc_normalization": self.adc_normalization}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
         """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys are refused (likely typos)."""
-        unknown = set(data) - {"target_spacing", "clip_percentiles", "register"}
+        unknown = set(data) - {"target_spacing", "clip_percentiles", "register", "adc_normalization"}
         if unknown:
             raise ValueError(f"Unknown preprocessing settings: {sorted(unknown)}")
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
@@ -168,7 +177,10 @@ def prepare_case(dwi: sitk.Image, adc: sitk.Image, config: PreprocessConfig | No
     lower, upper = config.clip_percentiles
     channels = [normalize_channel(dwi_net, brain_net, lower, upper)]
     report(progress, "Normalising", 0.5)
-    channels.append(normalize_channel(adc_net, brain_net, lower, upper))
+    if config.adc_normalization == "physical":
+        channels.append(normalize_adc_physical(adc_net, brain_net, adc_path))
+    else:
+        channels.append(normalize_channel(adc_net, brain_net, lower, upper))
     report(progress, "Normalising", 1.0)
     return PreparedCase(image=np.stack(channels).astype(np.float32, copy=False), brain_mask=brain_net,
                         network_grid=network_grid, native_grid=native_grid, alignment=alignment,

@@ -82,7 +82,8 @@ def segment_images(
 
     t = time.perf_counter()
     clip = tuple(meta.normalization.get("clip_percentiles", (0.5, 99.5)))
-    config = PreprocessConfig(target_spacing=tuple(meta.target_spacing), clip_percentiles=clip, register=options.register)
+    config = PreprocessConfig(target_spacing=tuple(meta.target_spacing), clip_percentiles=clip, register=options.register,
+                              adc_normalization=str(meta.normalization.get("adc", "zscore")))
     prepared = prepare_case(dwi, adc, config, dwi_path=dwi_path, adc_path=adc_path, progress=progress, cancel=cancel)
     timings["prepare_s"] = time.perf_counter() - t
     check_cancel(cancel)

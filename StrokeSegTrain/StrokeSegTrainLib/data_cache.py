@@ -69,7 +69,8 @@ def preprocess_config(section: PreprocessSection) -> Any:
     from StrokeSegLib.preprocessing import PreprocessConfig
 
     return PreprocessConfig(target_spacing=tuple(section.target_spacing),
-                            clip_percentiles=tuple(section.clip_percentiles), register=section.register)
+                            clip_percentiles=tuple(section.clip_percentiles), register=section.register,
+                            adc_normalization=section.adc_normalization)
 
 
 def _file_identity(path: Path) -> dict[str, Any]:
