@@ -11,7 +11,8 @@ from StrokeSegTrainLib.augmentation import augment_batch, spatial_theta
 from StrokeSegTrainLib.config import AugmentationConfig
 
 NO_INTENSITY = dict(gamma_probability=0.0, brightness_probability=0.0, contrast_probability=0.0,
-                    noise_probability=0.0, blur_probability=0.0, lowres_probability=0.0)
+                    noise_probability=0.0, blur_probability=0.0, lowres_probability=0.0,
+                    dwi_mimic_probability=0.0)
 
 
 def _cube_batch(n: int = 6, shape: tuple[int, int, int] = (24, 32, 40)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +44,9 @@ def test_bright_cube_and_mask_stay_aligned() -> None:
 
 def test_intensity_augmentation_keeps_the_mask_and_bright_region() -> None:
     config = AugmentationConfig(flip_probability=0.0, rotation_probability=0.0, scale_probability=0.0,
-                                gamma_probability=1.0, brightness_probability=1.0, contrast_probability=1.0)
+                                gamma_probability=1.0, brightness_probability=1.0, contrast_probability=1.0,
+                                noise_probability=0.0, blur_probability=0.0, lowres_probability=0.0,
+                                dwi_mimic_probability=0.0)
     image, mask = _cube_batch()
     out_image, out_mask = augment_batch(image, mask, config, torch.Generator().manual_seed(2))
     assert torch.equal(out_mask, mask)
@@ -93,3 +96,27 @@ def test_same_seed_same_result_and_flip_exact() -> None:
                                                        scale_probability=0, **NO_INTENSITY))
     flipped_image, flipped_mask = augment_batch(image, mask, flip_only, torch.Generator().manual_seed(0))
     assert torch.equal(flipped_image, image.flip(4)) and torch.equal(flipped_mask, mask.flip(4))
+
+
+def test_dwi_mimics_brighten_only_the_dwi_inside_the_brain_and_leave_the_label() -> None:
+    """The mimic teaches "bright DWI with normal ADC is not infarct": DWI up, ADC and mask untouched, nothing
+    outside the brain (where preprocessing leaves exact zeros), and the same seed gives the same blobs."""
+    config = AugmentationConfig(flip_probability=0.0, rotation_probability=0.0, scale_probability=0.0,
+                                **{**NO_INTENSITY, "dwi_mimic_probability": 1.0})
+    shape = (24, 32, 40)
+    gen = torch.Generator().manual_seed(3)
+    image = torch.zeros(4, 2, *shape)
+    image[:, :, 4:20, 6:26, 8:32] = torch.randn(4, 2, 16, 20, 24, generator=gen)
+    brain = image[0, 0] != 0
+    mask = torch.zeros(4, 1, *shape)
+    mask[:, :, 8:12, 10:14, 12:16] = 1.0
+    out, out_mask = augment_batch(image, mask, config, torch.Generator().manual_seed(5))
+    again, _ = augment_batch(image, mask, config, torch.Generator().manual_seed(5))
+    assert torch.equal(out, again)
+    assert torch.equal(out_mask, mask)
+    assert torch.equal(out[:, 1], image[:, 1])
+    added = out[:, 0] - image[:, 0]
+    assert torch.all(added >= 0)
+    assert torch.all(added[:, ~brain] == 0)
+    for i in range(4):  # every sample got at least one blob of at least the minimum amplitude at its centre
+        assert added[i].max() >= config.dwi_mimic_amplitude[0] * 0.99

@@ -183,14 +183,58 @@ def _gamma(channel: torch.Tensor, gamma: float) -> torch.Tensor:
     return out.sub_(new_mean).div_(new_std).mul_(std).add_(mean)
 
 
+def _blob_field(generator: torch.Generator, brain: torch.Tensor, count: int, sigma: tuple[float, float],
+                amplitude: tuple[float, float]) -> torch.Tensor:
+    """Sum of ``count`` anisotropic Gaussian bumps (z, y, x), each centred on a random brain voxel of one sample.
+
+    Each bump is the outer product of three 1-D Gaussians, so a patch costs a few multiplications per voxel.
+    """
+    field = torch.zeros(brain.shape, dtype=torch.float32)
+    inside = brain.nonzero()
+    if inside.shape[0] == 0:
+        return field
+    axes = [torch.arange(n, dtype=torch.float32) for n in brain.shape]
+    for _ in range(count):
+        centre = inside[int(torch.randint(inside.shape[0], (1,), generator=generator))]
+        sig = _uniform(generator, 1, sigma, (3,))[0].float()
+        amp = float(_uniform(generator, 1, amplitude)[0])
+        g = [torch.exp(-0.5 * ((a - float(c)) / s) ** 2) for a, c, s in zip(axes, centre, sig)]
+        field.add_(g[0].view(-1, 1, 1) * g[1].view(1, -1, 1) * g[2].view(1, 1, -1), alpha=amp)
+    return field * brain
+
+
+def _dwi_mimics(image: torch.Tensor, config: AugmentationConfig, generator: torch.Generator) -> torch.Tensor:
+    """Bright blobs on the DWI channel (0) alone, inside the brain; the ADC and the mask stay as they are.
+
+    Real scans are full of DWI brightness that is not infarct (temporal poles and orbitofrontal cortex next to air,
+    the edge of a skull-stripped brain, T2 shine-through): there the ADC stays normal. A model trained only on clean
+    phantoms learns "bright DWI = lesion"; these mimics break that shortcut. The brain is where either channel is
+    non-zero (preprocessing sets everything outside the mask to exactly 0).
+    """
+    n, c = image.shape[:2]
+    do = _coin(generator, n, config.dwi_mimic_probability)
+    low, high = int(config.dwi_mimic_count[0]), int(config.dwi_mimic_count[1])
+    counts = torch.randint(low, high + 1, (n,), generator=generator)
+    if c < 2 or not bool(do.any()):
+        return image
+    image = image.clone()
+    for i in do.nonzero().flatten().tolist():
+        brain = ((image[i, 0] != 0) | (image[i, 1] != 0)).cpu().float()
+        field = _blob_field(generator, brain, int(counts[i]), config.dwi_mimic_sigma, config.dwi_mimic_amplitude)
+        image[i, 0].add_(field.to(image.device, image.dtype))
+    return image
+
+
 @torch.no_grad()
 def augment_batch(image: torch.Tensor, mask: torch.Tensor, config: AugmentationConfig,
                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a batch: ``image`` (N, C, z, y, x) float, ``mask`` (N, 1, z, y, x) in {0, 1}; returns new tensors.
 
-    Order: flips, rotation/scaling/elastic (one shared grid), then intensity transforms on the image only.
+    Order: flips, rotation/scaling/elastic (one shared grid), DWI-only mimics, then intensity transforms on the
+    image only.
     """
     image, mask = _flips(image, mask, config, generator)
     image, mask = _spatial(image, mask, config, generator)
+    image = _dwi_mimics(image, config, generator)
     image = _intensity(image, config, generator)
     return image, mask

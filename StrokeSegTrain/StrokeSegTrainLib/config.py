@@ -36,6 +36,8 @@ class PreprocessSection:
     target_spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
     register: bool | None = None
+    #: "physical" (ADC in detected units, scanner-independent) or "zscore" (like the DWI; older models).
+    adc_normalization: str = "physical"
 
 
 @dataclass
@@ -67,6 +69,13 @@ class AugmentationConfig:
     blur_sigma: tuple[float, float] = (0.5, 1.0)
     lowres_probability: float = 0.1
     lowres_factor: tuple[float, float] = (1.0, 2.0)
+    # DWI-only mimics (label unchanged): smooth bright blobs on the DWI channel alone (susceptibility pile-up, T2
+    # shine-through, bright cortex at the brain's edge) with the ADC left normal, so the network learns that an infarct
+    # needs a low ADC and not only a bright DWI. Amplitude in z-scored DWI units, sigma in network-grid voxels.
+    dwi_mimic_probability: float = 0.3
+    dwi_mimic_count: tuple[int, int] = (1, 4)
+    dwi_mimic_sigma: tuple[float, float] = (1.5, 7.0)
+    dwi_mimic_amplitude: tuple[float, float] = (1.0, 3.5)
 
 
 @dataclass
@@ -157,6 +166,9 @@ class TrainConfig:
             problems.append(f"optim.scheduler must be 'plateau' or 'poly', got {self.optim.scheduler!r}")
         if self.loss.focal_convention not in ("inverse", "power"):
             problems.append("loss.focal_convention must be 'inverse' ((1-TI)^(1/gamma)) or 'power' ((1-TI)^gamma)")
+        if self.preprocess.adc_normalization not in ("zscore", "physical"):
+            problems.append(f"preprocess.adc_normalization must be 'zscore' or 'physical', got "
+                            f"{self.preprocess.adc_normalization!r}")
         if self.cache_dtype not in ("float16", "float32"):
             problems.append("cache_dtype must be 'float16' or 'float32'")
         if problems:
