@@ -29,7 +29,7 @@ bench: $(STAMP)
 # held-out generated cases (the training run's validation fold) and bundles it as StrokeSegLib/models/strokeseg-starter.
 STARTER := output/starter
 starter-model: $(STAMP)
-	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth --cases 80 --seed 2026 --workers 2 --quiet
+	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth --cases 120 --seed 2026 --workers 2 --quiet
 	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth --out $(STARTER)/run --fold 0 \
 		--config StrokeSegTrain/Resources/starter_config.json --quiet
 	$(PY) -m StrokeSegTrainLib.cli bundle --model $(STARTER)/run/fold_0/model.safetensors --id strokeseg-starter \
