@@ -15,14 +15,13 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from .cases import Case
 from .errors import StrokeSegError
 from .geometry import Grid
 from .imageio import read_image, read_mask, write_image
-from .metrics import case_metrics
+from .metrics import case_metrics, voxel_volume_ml
 from .model_registry import resolve_model
 from .preprocessing import PreprocessConfig, prepare_case
 from .synthetic import make_synthetic_case
@@ -62,19 +61,18 @@ def write_generated_case(out: Path) -> Case:
 
 def segment_case(case: Case, model_path: Path, out: Path) -> None:
     """Segment with the model and report volume and Dice against the known truth."""
-    from .segmentation import segment_files
+    from .segmentation import segment_images, write_outputs
 
     folder = out / case.case_id
     mask_path = folder / f"{case.case_id}_msk.nii.gz"
     report_path = folder / f"{case.case_id}_report.json"
-    result = segment_files(
-        case.dwi, case.adc, model_path, out_mask=mask_path, out_probability=folder / f"{case.case_id}_prob.nii.gz",
-        out_report=report_path,
-    )
-    dwi = read_image(case.dwi, role="DWI")
+    dwi = read_image(case.dwi, role="DWI")  # read once: for the segmentation and for the overlay
+    adc = read_image(case.adc, role="ADC")
+    result = segment_images(dwi, adc, model_path, dwi_path=case.dwi, adc_path=case.adc)
+    write_outputs(result, mask_path, folder / f"{case.case_id}_prob.nii.gz", report_path, like=case.dwi)
     truth = read_mask(case.mask) if case.mask else None
     png = folder / f"{case.case_id}_overlay.png"
-    overlay_png(png, dwi, read_image(case.adc, role="ADC"), result.mask, truth, title=case.case_id)
+    overlay_png(png, dwi, adc, result.mask, truth, title=case.case_id)
     print(f"  mask:    {mask_path}\n  report:  {report_path}\n  overlay: {png}")
     print(f"  lesion volume {result.report['lesion_volume_ml']:.2f} mL, {result.report['lesion_count']} lesion(s), "
           f"{result.report['timings']['total_s']:.1f} s on {result.report['device']}")
@@ -97,7 +95,7 @@ def pipeline_case(case: Case, out: Path) -> None:
     print(f"  ADC alignment: {prepared.alignment.method}; network grid {prepared.network_grid.size} at "
           f"{tuple(round(s, 2) for s in prepared.network_grid.spacing)} mm; channels {prepared.channels}")
     print(f"  brain mask mapped back to the DWI grid: {'exactly the DWI grid' if exact else 'GRID MISMATCH'} "
-          f"({int(sitk.GetArrayViewFromImage(brain).sum() * np.prod(dwi.GetSpacing()) / 1000)} mL) -> {brain_path}")
+          f"({int(sitk.GetArrayViewFromImage(brain).sum() * voxel_volume_ml(dwi))} mL) -> {brain_path}")
     truth = read_mask(case.mask) if case.mask else None
     png = folder / f"{case.case_id}_overlay.png"
     overlay_png(png, dwi, adc, None, truth, title=f"{case.case_id}: input and ground truth")

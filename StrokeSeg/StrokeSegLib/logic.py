@@ -29,6 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InvalidImageError, NonFiniteVoxelsWarning, StrokeSegError
+from .metrics import voxel_volume_ml
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 # What `strokeseg segment --progress machine` prints before stage and fraction (cli.PROGRESS_PREFIX; kept here so the
@@ -69,7 +70,7 @@ def mask_statistics(mask: sitk.Image) -> dict[str, float | int]:
     """Voxel count, volume in mL (count x voxel volume) and 26-connected lesion count of ``mask > 0``."""
     binary = sitk.Cast(mask > 0, sitk.sitkUInt8)
     voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(binary)))
-    voxel_ml = float(np.prod(mask.GetSpacing())) / 1000.0
+    voxel_ml = voxel_volume_ml(mask)
     components = sitk.ConnectedComponent(binary, True)
     count = int(sitk.GetArrayViewFromImage(components).max()) if voxels else 0
     return {"voxels": voxels, "voxel_volume_ml": voxel_ml, "lesion_volume_ml": voxels * voxel_ml, "lesion_count": count}
