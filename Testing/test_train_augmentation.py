@@ -120,3 +120,14 @@ def test_dwi_mimics_brighten_only_the_dwi_inside_the_brain_and_leave_the_label()
     assert torch.all(added[:, ~brain] == 0)
     for i in range(4):  # every sample got at least one blob of at least the minimum amplitude at its centre
         assert added[i].max() >= config.dwi_mimic_amplitude[0] * 0.99
+
+
+def test_brain_edge_is_where_brain_meets_background_not_the_patch_border() -> None:
+    from StrokeSegTrainLib.augmentation import _brain_edge
+
+    brain = torch.zeros(10, 12, 14)
+    brain[2:8, 3:9, :] = 1.0  # a slab that runs through the patch along x
+    edge = _brain_edge(brain)
+    assert edge[2, 5, 5] and edge[7, 5, 5] and edge[5, 3, 5] and edge[5, 8, 5]
+    assert not edge[5, 5, 5] and not edge[0, 0, 0]
+    assert not edge[5, 5, 0] and not edge[5, 5, 13]  # cut by the patch, not by the brain's surface

@@ -183,19 +183,31 @@ def _gamma(channel: torch.Tensor, gamma: float) -> torch.Tensor:
     return out.sub_(new_mean).div_(new_std).mul_(std).add_(mean)
 
 
+def _brain_edge(brain: torch.Tensor) -> torch.Tensor:
+    """Brain voxels with a non-brain 6-neighbour inside the patch (the patch border itself is not an edge)."""
+    outside = (1.0 - brain)[None, None]
+    grown = F.max_pool3d(outside, kernel_size=3, stride=1, padding=1)[0, 0]
+    return (grown > 0) & (brain > 0)
+
+
 def _blob_field(generator: torch.Generator, brain: torch.Tensor, count: int, sigma: tuple[float, float],
                 amplitude: tuple[float, float]) -> torch.Tensor:
-    """Sum of ``count`` anisotropic Gaussian bumps (z, y, x), each centred on a random brain voxel of one sample.
+    """Sum of ``count`` anisotropic Gaussian bumps (z, y, x) inside the brain of one sample.
 
-    Each bump is the outer product of three 1-D Gaussians, so a patch costs a few multiplications per voxel.
+    Half of the centres (on average) lie on the brain's edge, where real skull-stripped DWI is brightest (cortex next
+    to air and bone), the others anywhere in the brain. Each bump is the outer product of three 1-D Gaussians, so a
+    patch costs a few multiplications per voxel.
     """
     field = torch.zeros(brain.shape, dtype=torch.float32)
     inside = brain.nonzero()
     if inside.shape[0] == 0:
         return field
+    edge = _brain_edge(brain).nonzero()
     axes = [torch.arange(n, dtype=torch.float32) for n in brain.shape]
     for _ in range(count):
-        centre = inside[int(torch.randint(inside.shape[0], (1,), generator=generator))]
+        on_edge = bool(torch.rand(1, generator=generator) < 0.5) and edge.shape[0] > 0
+        pool = edge if on_edge else inside
+        centre = pool[int(torch.randint(pool.shape[0], (1,), generator=generator))]
         sig = _uniform(generator, 1, sigma, (3,))[0].float()
         amp = float(_uniform(generator, 1, amplitude)[0])
         g = [torch.exp(-0.5 * ((a - float(c)) / s) ** 2) for a, c, s in zip(axes, centre, sig)]

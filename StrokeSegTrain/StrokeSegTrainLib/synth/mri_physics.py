@@ -16,8 +16,8 @@ from .anatomy import REGION_BRAINSTEM, REGION_CEREBELLUM, Anatomy
 from .extracranial import HeadTissues
 from .fields import band_limited_noise
 
-#: Nominal tissue ADC (mm^2/s) at body temperature; each case scales them by a common +-10 % and a small per-tissue
-#: jitter (scanner, temperature, age).
+#: Nominal tissue ADC (mm^2/s) at body temperature; each case scales them by a common -12 %..+20 % (older brains and
+#: some scanners read higher) and a small per-tissue jitter (scanner, temperature, age).
 NOMINAL_ADC = {"wm": 0.70e-3, "gm": 0.85e-3, "dgm": 0.75e-3, "csf": 3.0e-3,
                "soft": 1.3e-3, "bone": 1.0e-3, "eye": 2.9e-3}
 #: Ranges of the b=0 signal relative to white matter (long TR, TE ~ 70-100 ms, fat suppressed).
@@ -37,9 +37,9 @@ class TissueProperties:
 
 
 def sample_tissue_properties(rng: np.random.Generator) -> TissueProperties:
-    """b in [800, 1200] (often exactly 1000), ADC scaled by one per-case factor in [0.9, 1.1] and +-4 % per tissue."""
+    """b in [800, 1200] (often exactly 1000), ADC scaled by one per-case factor in [0.88, 1.2] and +-4 % per tissue."""
     b = 1000.0 if rng.random() < 0.4 else float(rng.uniform(800.0, 1200.0))
-    common = rng.uniform(0.9, 1.1)
+    common = rng.uniform(0.88, 1.2)
     adc = {k: float(v * (common if k in BRAIN_TISSUES else 1.0) * rng.uniform(0.96, 1.04))
            for k, v in NOMINAL_ADC.items()}
     s0 = {k: float(rng.uniform(*r)) for k, r in S0_RANGE.items()}
