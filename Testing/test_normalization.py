@@ -73,8 +73,9 @@ def test_constant_channel_gives_zeros_and_bad_input_raises() -> None:
 
 # --- physical ADC ------------------------------------------------------------------------------------------------
 
-from StrokeSegLib.normalization import (ADC_CENTRE, ADC_CLIP_MAX, ADC_SCALE, detect_adc_unit_mm2s,  # noqa: E402
-                                        normalize_adc_physical)
+from StrokeSegLib.errors import AdcUnitWarning  # noqa: E402
+from StrokeSegLib.normalization import (ADC_CENTRE, ADC_CLIP_MAX, ADC_SCALE, TYPICAL_BRAIN_MEDIAN_MM2S,  # noqa: E402
+                                        detect_adc_unit_mm2s, normalize_adc_physical)
 
 
 @pytest.mark.parametrize("unit", [1.0, 1e-3, 1e-6])
@@ -105,10 +106,15 @@ def test_physical_adc_does_not_depend_on_how_much_csf_the_brain_holds() -> None:
 
 
 @pytest.mark.parametrize("scale", [1e-6, 0.05, 50.0, 1e5])
-def test_unknown_adc_units_are_refused_with_the_file_named(scale: float) -> None:
+def test_adc_in_an_unknown_unit_is_scaled_from_its_median_with_a_warning_naming_the_file(scale: float) -> None:
     adc, mask = brain()  # median ~0.8; these scales put it between or beyond the three known conventions
-    with pytest.raises(InvalidImageError, match=r"adc\.nii\.gz.*fits none of the known units"):
-        normalize_adc_physical(adc * scale, mask, path="case/adc.nii.gz")
+    with pytest.warns(AdcUnitWarning, match=r"case/adc\.nii\.gz.*fits none of the known units"):
+        out = normalize_adc_physical(adc * scale, mask, path="case/adc.nii.gz")
+    # The brain's median lands on a typical value, so tissue stays near the centre and the lesion stays below it.
+    median_e3 = TYPICAL_BRAIN_MEDIAN_MM2S * 1e3
+    assert np.median(out[mask]) == pytest.approx((median_e3 - ADC_CENTRE) / ADC_SCALE, abs=1e-4)
+    lesion = mask & (adc == 0.4)
+    assert out[lesion].max() < np.median(out[mask]) - 1.0
 
 
 def test_adc_without_positive_brain_values_is_refused() -> None:

@@ -42,3 +42,7 @@ class NonFiniteVoxelsWarning(UserWarning):
 
 class AlignmentWarning(UserWarning):
     """ADC needed a rigid registration to DWI, or the registration quality is doubtful."""
+
+
+class AdcUnitWarning(UserWarning):
+    """The ADC's values fit none of the known unit conventions, so its scale was inferred from the brain's median."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InvalidImageError
+import warnings
+
+from .errors import AdcUnitWarning, InvalidImageError
 
 
 def normalize_channel(array: np.ndarray, mask: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> np.ndarray:
@@ -52,13 +54,18 @@ ADC_UNIT_RANGES: tuple[tuple[float, tuple[float, float]], ...] = (
 ADC_CLIP_MAX = 2.4
 ADC_CENTRE = 0.8
 ADC_SCALE = 0.3
+#: Typical median ADC of a whole brain (tissue plus CSF), mm^2/s: the scale assumed when no unit fits.
+TYPICAL_BRAIN_MEDIAN_MM2S = 0.9e-3
 
 
 def detect_adc_unit_mm2s(adc: np.ndarray, mask: np.ndarray, path: object = None) -> float:
     """Size in mm^2/s of one stored ADC unit (1, 1e-3 or 1e-6), from the median of the positive ADC in the brain.
 
     Sites store ADC in mm^2/s, 10^-3 or 10^-6 mm^2/s; the value itself is physical, so once the unit is known the
-    network can use absolute thresholds (an acute infarct is below about 0.62e-3 mm^2/s on every scanner).
+    network can use absolute thresholds (an acute infarct is below about 0.62e-3 mm^2/s on every scanner). A map
+    that fits no convention (a vendor's own scaling) is not refused: its scale is inferred by assuming the brain's
+    median is typical, with an :class:`AdcUnitWarning` that names the file, because one odd site must not stop a
+    batch.
     """
     values = np.asarray(adc)[np.asarray(mask).astype(bool)]
     values = values[np.isfinite(values) & (values > 0)]
@@ -69,9 +76,12 @@ def detect_adc_unit_mm2s(adc: np.ndarray, mask: np.ndarray, path: object = None)
     for unit, (low, high) in ADC_UNIT_RANGES:
         if low <= median < high:
             return unit
-    raise InvalidImageError(
-        f"The ADC's median inside the brain is {median:.4g}, which fits none of the known units (mm^2/s around "
-        "0.0008, 10^-3 mm^2/s around 0.8, 10^-6 mm^2/s around 800). Is this really an ADC map?", path)
+    where = f"{path}: " if path is not None else ""
+    warnings.warn(AdcUnitWarning(
+        f"{where}the ADC's median inside the brain is {median:.4g}, which fits none of the known units (mm^2/s "
+        "around 0.0008, 10^-3 mm^2/s around 0.8, 10^-6 mm^2/s around 800); its scale was inferred from that median, "
+        "so absolute ADC values are approximate. Is this really an ADC map?"), stacklevel=2)
+    return TYPICAL_BRAIN_MEDIAN_MM2S / median
 
 
 def normalize_adc_physical(adc: np.ndarray, mask: np.ndarray, path: object = None) -> np.ndarray:
