@@ -129,3 +129,21 @@ def test_nonstripped_case(nonstripped_case: Path) -> None:
     moved = resample_to_grid(adc, adc, transform=truth.GetInverse())
     result = align_to_reference(moved, dwi, register=True)
     assert max_error_mm(result.transform, truth, reference, Grid.of(dwi)) < 1.5    # measured 0.25 mm
+
+
+@pytest.mark.parametrize(("number", "unit"), [(2, 1.0), (3, 1.0), (9, 1e-3)])
+def test_real_adc_units_are_detected_and_infarcts_read_as_restricted(isles_root: Path, number: int, unit: float) -> None:
+    """The three cases store ADC in two conventions (README of the data); after physical normalisation the expert
+    lesion reads as restricted diffusion (below normal tissue) in every one of them."""
+    from StrokeSegLib.normalization import ADC_CENTRE, ADC_SCALE, detect_adc_unit_mm2s
+
+    dwi_path, adc_path, mask_path = isles_files(isles_root, number)
+    dwi, adc = read_image(dwi_path, "DWI"), read_image(adc_path, "ADC")
+    prepared = prepare_case(dwi, adc, PreprocessConfig(adc_normalization="physical"), dwi_path, adc_path)
+    brain = prepared.brain_mask > 0
+    assert detect_adc_unit_mm2s(sitk.GetArrayViewFromImage(adc), sitk.GetArrayViewFromImage(prepared.native_brain_mask),
+                                adc_path) == unit
+    lesion = sitk.GetArrayFromImage(resample_to_grid(read_mask(mask_path), prepared.network_grid, "nearest")) > 0
+    lesion_adc_e3 = np.median(prepared.image[1][lesion]) * ADC_SCALE + ADC_CENTRE
+    assert 0.3 < lesion_adc_e3 < 0.75
+    assert np.median(prepared.image[1][brain & ~lesion]) > np.median(prepared.image[1][lesion]) + 0.5
