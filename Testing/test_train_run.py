@@ -114,3 +114,39 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(data_root, cache_dir, t
     changed = config.with_overrides(batch_size=3)
     with pytest.raises(StrokeSegError, match="batch_size"):
         train(changed, data_root, tmp_path / "b", fold=0, device="cpu", cache_dir=cache_dir, resume=True)
+
+
+def test_weight_average_of_the_last_epochs_is_validated_and_exported(data_root, cache_dir, tmp_path) -> None:
+    """With ``average_last_epochs=2`` of 3, the exported network is the mean of the weights at the end of epochs 2
+    and 3 of the very same training trajectory (averaging must not change training itself)."""
+    plain = tiny_config(epochs=3, validate_every=3)
+    killer = _CancelInEpoch(epoch=3, epochs=3)
+    with pytest.raises(CancelledError):
+        train(plain, data_root, tmp_path / "a", 0, killer, killer, device="cpu", cache_dir=cache_dir)
+    after_2 = load_checkpoint(tmp_path / "a" / "fold_0" / "checkpoint.pt")["model"]
+    train(plain, data_root, tmp_path / "a", fold=0, device="cpu", cache_dir=cache_dir, resume=True)
+    after_3 = load_checkpoint(tmp_path / "a" / "fold_0" / "checkpoint.pt")["model"]
+
+    averaged = train(plain.with_overrides(average_last_epochs=2), data_root, tmp_path / "b", fold=0, device="cpu",
+                     cache_dir=cache_dir)
+    exported = load_model(averaged.model_path).network.state_dict()
+    assert averaged.best_epoch == 3
+    differs = False
+    for name, tensor in exported.items():
+        expected = (after_2[name].float() + after_3[name].float()) / 2
+        torch.testing.assert_close(tensor.float(), expected, rtol=1e-5, atol=1e-6)
+        differs |= not torch.equal(after_2[name], after_3[name])
+    assert differs, "epochs 2 and 3 had the same weights; the test would prove nothing"
+
+
+def test_weight_average_state_round_trips() -> None:
+    from StrokeSegTrainLib.weight_average import WeightAverage
+
+    average = WeightAverage()
+    for k in range(1, 4):
+        average.update({"w": torch.full((2,), float(k)), "steps": torch.tensor(k)})
+    again = WeightAverage.from_state(average.state())
+    like = {"w": torch.zeros(2, dtype=torch.float64), "steps": torch.tensor(0)}
+    out = again.averaged(like)
+    assert out["w"].dtype == torch.float64 and torch.equal(out["w"], torch.full((2,), 2.0, dtype=torch.float64))
+    assert int(out["steps"]) == 3  # non-floating entries follow the latest update

@@ -133,6 +133,9 @@ class TrainConfig:
     val_batch_size: int = 2
     threshold: float = 0.5
     min_lesion_mm3: float = 0.0
+    #: Average the weights at the end of the last N epochs (0: off); the final validation scores the average, and it
+    #: is exported when it validates best (see ``weight_average``).
+    average_last_epochs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -160,6 +163,9 @@ class TrainConfig:
             problems.append("foreground_fraction must be within 0..1")
         if self.batch_size < 1 or self.iterations_per_epoch < 1 or self.epochs < 1:
             problems.append("batch_size, iterations_per_epoch and epochs must be at least 1")
+        if not 0 <= self.average_last_epochs <= self.epochs:
+            problems.append(f"average_last_epochs must be within 0..epochs ({self.epochs}), got "
+                            f"{self.average_last_epochs}")
         if self.num_folds < 2:
             problems.append("num_folds must be at least 2")
         if self.optim.scheduler not in ("plateau", "poly"):

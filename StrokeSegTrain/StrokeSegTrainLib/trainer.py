@@ -39,6 +39,7 @@ from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, r
 
 from . import distributed
 from .augmentation import augment_batch
+from .weight_average import WeightAverage
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainConfig
 from .data_cache import CachedCase, build_cache
@@ -141,6 +142,7 @@ class _Run:
         self.history = History()
         self.best_dice, self.best_epoch, self.start_epoch = -math.inf, None, 0
         self.stopped_early = False
+        self.weight_average = WeightAverage()
         self._log_handler: logging.Handler | None = None
 
     # ------------------------------------------------------------------------------------------------ set-up
@@ -220,6 +222,7 @@ class _Run:
         self.start_epoch = int(state["epoch"])
         self.best_dice, self.best_epoch = float(state["best_dice"]), state["best_epoch"]
         self.stopped_early = bool(state["stopped_early"])
+        self.weight_average = WeightAverage.from_state(state.get("weight_average"))
         if self.info.is_main:
             log.info("resumed %s after epoch %d (best Dice %.4f at epoch %s)", path, self.start_epoch,
                      self.best_dice, self.best_epoch)
@@ -296,6 +299,10 @@ class _Run:
             lr = self.optimizer.param_groups[0]["lr"]
             row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, **self.train_epoch(epoch)}
             train_seconds = time.perf_counter() - started
+            if c.average_last_epochs and epoch + 1 > c.epochs - c.average_last_epochs:
+                self.weight_average.update(self.network.state_dict())
+                if epoch + 1 == c.epochs:  # the last validation, the checkpoint and the export see the average
+                    self.network.load_state_dict(self.weight_average.averaged(self.network.state_dict()))
             if (epoch + 1) % c.validate_every == 0 or epoch + 1 == c.epochs:
                 columns, validation = self.validate_epoch()
                 row.update(columns)
@@ -333,7 +340,7 @@ class _Run:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
             "sampler": self.sampler.state_dict(), "rng": capture_rng_state(), "history": self.history.rows,
             "best_dice": self.best_dice, "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
-            "config": self.config.to_dict(),
+            "weight_average": self.weight_average.state(), "config": self.config.to_dict(),
         })
 
     # ------------------------------------------------------------------------------------------------ the end
