@@ -25,6 +25,7 @@ from .atomic import atomic_path
 from .devices import resolve_device
 from .errors import ModelFileError
 from .network import AttentionUNet3D, NetworkConfig
+from .normalization import ADC_NORMALIZATIONS
 
 FORMAT_VERSION = 1
 METADATA_KEY = "strokeseg"
@@ -93,8 +94,8 @@ class ModelMetadata:
             raise ValueError(f"min_lesion_mm3 must be a number >= 0, got {self.min_lesion_mm3!r}")
         if not isinstance(self.normalization, dict):
             raise ValueError(f"normalization must be a JSON object, got {self.normalization!r}")
-        if self.normalization.get("adc", "zscore") not in ("zscore", "physical"):
-            raise ValueError(f"normalization.adc must be 'zscore' or 'physical', got {self.normalization['adc']!r}")
+        if self.normalization.get("adc", "zscore") not in ADC_NORMALIZATIONS:
+            raise ValueError(f"normalization.adc must be one of {ADC_NORMALIZATIONS}, got {self.normalization['adc']!r}")
         if not isinstance(self.provenance, dict):
             raise ValueError(f"provenance must be a JSON object, got {self.provenance!r}")
         if not isinstance(self.description, str):

@@ -18,14 +18,10 @@ from .alignment import AlignmentResult, align_to_reference
 from .brain_mask import compute_brain_mask
 from .errors import GeometryError, InvalidImageError
 from .geometry import Grid, grid_with_spacing, resample_to_grid
-from .normalization import normalize_adc_physical, normalize_channel
+from .normalization import ADC_NORMALIZATIONS, normalize_adc_physical, normalize_channel
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 CHANNELS = ("DWI", "ADC")
-
-
-#: Ways of presenting the ADC to the network (stored in model files as ``normalization["adc"]``).
-ADC_NORMALIZATIONS = ("zscore", "physical")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from StrokeSegLib.errors import StrokeSegError
+from StrokeSegLib.normalization import ADC_NORMALIZATIONS
 
 # Default patch (z, y, x) at the 2 mm network spacing: 128 x 192 x 192 mm. ISLES 2022 brains resampled to 2 mm are
 # about 73 x 112 x 112 voxels, so a patch spans the whole axial extent of the brain (the context a radiologist uses to
@@ -172,8 +173,8 @@ class TrainConfig:
             problems.append(f"optim.scheduler must be 'plateau' or 'poly', got {self.optim.scheduler!r}")
         if self.loss.focal_convention not in ("inverse", "power"):
             problems.append("loss.focal_convention must be 'inverse' ((1-TI)^(1/gamma)) or 'power' ((1-TI)^gamma)")
-        if self.preprocess.adc_normalization not in ("zscore", "physical"):
-            problems.append(f"preprocess.adc_normalization must be 'zscore' or 'physical', got "
+        if self.preprocess.adc_normalization not in ADC_NORMALIZATIONS:
+            problems.append(f"preprocess.adc_normalization must be one of {ADC_NORMALIZATIONS}, got "
                             f"{self.preprocess.adc_normalization!r}")
         if self.cache_dtype not in ("float16", "float32"):
             problems.append("cache_dtype must be 'float16' or 'float32'")
