@@ -321,7 +321,7 @@ def _brain(dwi: sitk.Image, adc: sitk.Image | None) -> tuple[np.ndarray, bool]:
     if box is None:  # nothing but zeros
         return np.zeros(values.shape, dtype=bool), False
     whole_head = _whole_head_mask(coarse_values[box], coarse_support[box], spacing)
-    if zero_fraction(dwi) >= STRIPPED_ZERO_FRACTION:
+    if float(np.mean(~dwi_non_zero)) >= STRIPPED_ZERO_FRACTION:  # zero_fraction(dwi), from the mask in hand
         # Many zeros: either skull-stripped, or a whole head whose background the scanner zeroed. Only in the first
         # case does the brain reach the surface of the non-zero region. Judged on the working grid, where the brain
         # lives; only a stripped scan then needs its non-zero region at full resolution.
