@@ -35,26 +35,31 @@ def nonstripped_case() -> Path:
     return NONSTRIPPED_CASE
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised tiny network: enough to exercise every step, fast on CPU."""
+def write_tiny_model(path: Path, model_id: str = "tiny-test", seed: int = 0, **metadata) -> Path:
+    """Save a randomly initialised tiny network (features 4-8-16, 3 mm spacing) with ``metadata`` overriding the
+    defaults: enough to exercise every step, fast on CPU."""
     from StrokeSegLib.model_file import ModelMetadata, save_model
     from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = NetworkConfig(in_channels=2, out_channels=1, features=(4, 8, 16))
     network = AttentionUNet3D(config)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    meta = ModelMetadata(
-        model_id="tiny-test",
-        network=config.to_dict(),
-        target_spacing=(3.0, 3.0, 3.0),
-        patch_size=(32, 32, 32),
-        threshold=0.5,
-        min_lesion_mm3=0.0,
-    )
-    save_model(path, network, meta)
+    fields = {"target_spacing": (3.0, 3.0, 3.0), "patch_size": (32, 32, 32), "threshold": 0.5,
+              "min_lesion_mm3": 0.0, **metadata}
+    save_model(path, network, ModelMetadata(model_id=model_id, network=config.to_dict(), **fields))
     return path
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model():  # noqa: ANN201
+    """:func:`write_tiny_model`, for tests that need a tiny model with other metadata."""
+    return write_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny network: enough to exercise every step, fast on CPU."""
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 @pytest.fixture

@@ -245,16 +245,9 @@ def test_progress_lines_are_parsed() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch = pytest.importorskip("torch")
-    from StrokeSegLib.model_file import ModelMetadata, save_model
-    from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-
-    torch.manual_seed(0)
-    config = NetworkConfig(in_channels=2, out_channels=1, features=(4, 8, 16))
-    meta = ModelMetadata(model_id="tiny-logic-test", network=config.to_dict(), target_spacing=(3.0, 3.0, 3.0),
-                         patch_size=(16, 32, 32), threshold=0.5, min_lesion_mm3=0.0)
-    return save_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", AttentionUNet3D(config), meta)
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, make_tiny_model) -> Path:  # noqa: ANN001
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", "tiny-logic-test",
+                           patch_size=(16, 32, 32))
 
 
 def real_segmentation():  # noqa: ANN201

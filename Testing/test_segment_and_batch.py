@@ -100,22 +100,13 @@ def test_segment_real_isles_case_lands_on_its_grid(isles_root: Path, tmp_path: P
 
 
 @pytest.mark.parametrize("adc_mode", ["zscore", "physical"])
-def test_the_model_file_decides_how_the_adc_is_normalised(tmp_path: Path, adc_mode: str) -> None:
+def test_the_model_file_decides_how_the_adc_is_normalised(tmp_path: Path, adc_mode: str, make_tiny_model) -> None:
     """A model trained on physical ADC must see physical ADC at deployment: the same physics in another unit gives
     the same result, but a 20 % different ADC does not -- while a z-score model cannot tell the two apart."""
-    import torch
-
-    from StrokeSegLib.model_file import ModelMetadata, save_model
-    from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
     from StrokeSegLib.segmentation import SegmentOptions, segment_images
 
-    torch.manual_seed(1)
-    config = NetworkConfig(in_channels=2, out_channels=1, features=(4, 8, 16))
-    model = tmp_path / f"{adc_mode}.safetensors"
-    save_model(model, AttentionUNet3D(config), ModelMetadata(
-        model_id=f"tiny-{adc_mode}", network=config.to_dict(), target_spacing=(3.0, 3.0, 3.0), patch_size=(32, 32, 32),
-        threshold=0.5, min_lesion_mm3=0.0,
-        normalization={"method": "percentile_zscore", "clip_percentiles": [0.5, 99.5], "adc": adc_mode}))
+    model = make_tiny_model(tmp_path / f"{adc_mode}.safetensors", f"tiny-{adc_mode}", seed=1, normalization={
+        "method": "percentile_zscore", "clip_percentiles": [0.5, 99.5], "adc": adc_mode})
     case = make_synthetic_case(seed=4, size=(40, 36, 20), adc_units=1e-3)
     options = SegmentOptions(tta=False)
 
