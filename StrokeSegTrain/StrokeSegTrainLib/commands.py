@@ -22,6 +22,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu (default: auto)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint(s) in --out")
     parser.add_argument("--cache", type=Path, default=None, help="preprocessing cache folder (default: OUT/cache)")
+    parser.add_argument("--init-from", default=None, metavar="MODEL",
+                        help="fine-tune: start from this model file or installed model id (e.g. strokeseg-starter) "
+                             "instead of random weights; overrides the configuration's init_from")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only the per-epoch log lines")
 
 
@@ -48,7 +51,9 @@ def _setup(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     config = load_config(args.config)
     if args.epochs is not None:
         config = config.with_overrides(epochs=args.epochs)
-        config.validate()
+    if args.init_from is not None:
+        config = config.with_overrides(init_from=args.init_from)
+    config.validate()
     return config, " ".join(shlex.quote(a) for a in ["strokeseg-train", *sys.argv[1:]])
 
 

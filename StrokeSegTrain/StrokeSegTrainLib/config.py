@@ -137,6 +137,9 @@ class TrainConfig:
     #: Average the weights at the end of the last N epochs (0: off); the final validation scores the average, and it
     #: is exported when it validates best (see ``weight_average``).
     average_last_epochs: int = 0
+    #: Fine-tuning: a StrokeSeg model file or installed model id whose weights start the run ("" = random
+    #: initialisation). Its network and preprocessing must match this configuration (see ``initial_weights``).
+    init_from: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -176,6 +179,8 @@ class TrainConfig:
         if self.preprocess.adc_normalization not in ADC_NORMALIZATIONS:
             problems.append(f"preprocess.adc_normalization must be one of {ADC_NORMALIZATIONS}, got "
                             f"{self.preprocess.adc_normalization!r}")
+        if not isinstance(self.init_from, str):
+            problems.append(f"init_from must be a model file path or model id (a string), got {self.init_from!r}")
         if self.cache_dtype not in ("float16", "float32"):
             problems.append("cache_dtype must be 'float16' or 'float32'")
         if problems:

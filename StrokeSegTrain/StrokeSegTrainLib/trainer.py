@@ -46,6 +46,7 @@ from .data_cache import CachedCase, build_cache
 from .dataset import load_training_cases
 from .export import export_model, training_network_config
 from .history import History
+from .initial_weights import check_initial_weights, load_initial_weights
 from .losses import DeepSupervisionLoss, SegmentationLoss
 from .reports import read_metrics_csv, write_metrics_report
 from .sampler import PatchSampler, PlannedBatch
@@ -143,6 +144,7 @@ class _Run:
         self.best_dice, self.best_epoch, self.start_epoch = -math.inf, None, 0
         self.stopped_early = False
         self.weight_average = WeightAverage()
+        self.initial_weights: dict[str, Any] | None = None
         self._log_handler: logging.Handler | None = None
 
     # ------------------------------------------------------------------------------------------------ set-up
@@ -151,6 +153,8 @@ class _Run:
         c, info = self.config, self.info
         if not 0 <= self.fold < c.num_folds:
             raise StrokeSegError(f"fold must be between 0 and {c.num_folds - 1}, got {self.fold}")
+        if c.init_from:  # a wrong starting model is refused before minutes of preprocessing, not after
+            check_initial_weights(c)
         checkpoint_path = self.dir / "checkpoint.pt"
         if checkpoint_path.is_file() and not self.resume:  # every rank checks, so all stop together
             raise StrokeSegError("this fold already has a checkpoint; pass --resume to continue it, or choose "
@@ -197,8 +201,11 @@ class _Run:
                                     info.rank, info.world_size)
         if self.resume and checkpoint_path.is_file():
             self._load(checkpoint_path)
-        elif self.resume and info.is_main:
-            log.info("no checkpoint in %s; starting from scratch", self.dir)
+        else:
+            if self.resume and info.is_main:
+                log.info("no checkpoint in %s; starting from scratch", self.dir)
+            if c.init_from:  # every rank loads the same file, so DDP starts from identical weights
+                self.initial_weights = load_initial_weights(self.network, c)
         if info.is_main:  # after the resume check, so a refused configuration is never recorded as the run's
             write_config(c, self.dir / "config.json")
 
@@ -371,6 +378,7 @@ class _Run:
                     "validation": {k: result.validation.mean(k) for k in ("dice", "avd_ml", "lesion_f1", "alcd")},
                     "command": self.command or "StrokeSegTrainLib.trainer.train (Python API)",
                     "world_size": self.info.world_size, "device": str(self.device),
+                    **({"initial_weights": self.initial_weights} if self.initial_weights else {}),
                 },
                 description=f"StrokeSeg attention U-Net trained on fold {self.fold} of {self.config.num_folds}")
             write_text_atomic(self.dir / "DONE", f"{result.model_path.name}\n")

@@ -1,0 +1,80 @@
+"""Start a training run from an existing model's weights (fine-tuning), e.g. the bundled starter model.
+
+The source is a StrokeSeg model file or an installed model id, read through the same pickle-free loader as inference.
+Fine-tuning only makes sense when the weights were trained on the same input: the network's shape and the
+preprocessing that defines what its input values mean (spacing, clipping, ADC normalisation) must match the run's
+configuration, otherwise the run is refused before any work, naming the file and every difference. Patch size,
+augmentation, loss and schedule may differ. The exported model carries no deep-supervision heads, so those start
+from their random initialisation; every other tensor is taken from the file.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from StrokeSegLib.errors import StrokeSegError
+from StrokeSegLib.model_file import load_model, read_metadata
+from StrokeSegLib.model_registry import resolve_model
+
+from .config import TrainConfig
+from .export import inference_network_config
+
+log = logging.getLogger("StrokeSegTrain")
+
+_AUX_PREFIX = "aux_heads."
+
+
+def _differences(metadata: Any, config: TrainConfig) -> list[str]:
+    """Human-readable list of what in the model file does not match the training configuration."""
+    diffs: list[str] = []
+    wanted = inference_network_config(config).to_dict()
+    for key, value in wanted.items():
+        have = metadata.network.get(key)
+        if isinstance(have, list):
+            have = tuple(have)
+        if isinstance(value, list):
+            value = tuple(value)
+        if have != value:
+            diffs.append(f"network.{key}: model {have!r}, configuration {value!r}")
+    spacing = tuple(float(s) for s in metadata.target_spacing)
+    if spacing != tuple(float(s) for s in config.preprocess.target_spacing):
+        diffs.append(f"target_spacing: model {list(spacing)}, configuration {list(config.preprocess.target_spacing)}")
+    clip = tuple(float(v) for v in metadata.normalization.get("clip_percentiles", ()))
+    if clip != tuple(float(v) for v in config.preprocess.clip_percentiles):
+        diffs.append(f"clip_percentiles: model {list(clip)}, configuration {list(config.preprocess.clip_percentiles)}")
+    adc = metadata.normalization.get("adc", "zscore")
+    if adc != config.preprocess.adc_normalization:
+        diffs.append(f"ADC normalisation: model {adc!r}, configuration {config.preprocess.adc_normalization!r}")
+    return diffs
+
+
+def check_initial_weights(config: TrainConfig) -> Path:
+    """The file ``config.init_from`` names, after checking its metadata (not its tensors) against ``config``.
+
+    Raises :class:`StrokeSegError` (naming the file) when the model cannot serve as a starting point.
+    """
+    path = resolve_model(config.init_from)
+    diffs = _differences(read_metadata(path), config)
+    if diffs:
+        raise StrokeSegError("cannot fine-tune from this model, it does not match the training configuration: "
+                             + "; ".join(diffs), path)
+    return path
+
+
+def load_initial_weights(network: torch.nn.Module, config: TrainConfig) -> dict[str, Any]:
+    """Copy ``config.init_from``'s weights into the training ``network``; returns where they came from."""
+    path = check_initial_weights(config)
+    loaded = load_model(path)
+    weights = loaded.network.state_dict()
+    result = network.load_state_dict(weights, strict=False)
+    stray = [k for k in result.missing_keys if not k.startswith(_AUX_PREFIX)]
+    if stray or result.unexpected_keys:  # cannot happen when the configs match; guards future network changes
+        raise StrokeSegError(f"the model's tensors do not fit the training network (missing {stray[:5]}, "
+                             f"unexpected {result.unexpected_keys[:5]})", path)
+    source = {"model_id": loaded.metadata.model_id, "path": str(path.resolve()), "sha256": loaded.sha256}
+    log.info("initialised from %s (%s, sha256 %s); %d deep-supervision tensors start fresh", source["model_id"],
+             path, loaded.sha256[:12], len(result.missing_keys))
+    return source
