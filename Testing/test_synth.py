@@ -233,3 +233,21 @@ def test_written_cases_equal_direct_generation(written):
 def test_montage_is_a_png(lesion_cases, tmp_path: Path):
     out = save_montage(lesion_cases[:2], tmp_path / "m.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_receive_coil_brightens_the_periphery_on_dwi_but_leaves_adc_alone():
+    """The same case with and without the receive-coil profile (its own random stream, so nothing else changes)."""
+    flat = generate_case(SEED, 12, SynthConfig(p_stripped=1.0, p_no_lesion=1.0, p_receive_coil=0.0))
+    coil = generate_case(SEED, 12, SynthConfig(p_stripped=1.0, p_no_lesion=1.0, p_receive_coil=1.0))
+    assert flat.info["receive_coil"] is None and coil.info["receive_coil"]["amplitude"] >= 0.25
+    brain = flat.acquired.brain_mask
+    depth = ndimage.distance_transform_edt(brain, sampling=flat.dwi.GetSpacing()[::-1])
+    dwi0, adc0, _ = _arrays(flat)
+    dwi1, adc1, _ = _arrays(coil)
+    tissue = _normal_tissue(adc0, np.zeros_like(brain), brain)
+    shell, core = tissue & (depth < 8.0), tissue & (depth > 25.0)
+    assert shell.sum() > 500 and core.sum() > 500
+    gain_shell = np.median(dwi1[shell] / np.maximum(dwi0[shell], 1e-6))
+    gain_core = np.median(dwi1[core] / np.maximum(dwi0[core], 1e-6))
+    assert gain_shell > 1.1 * gain_core
+    assert abs(np.median(adc1[tissue] - adc0[tissue])) < 0.02 * np.median(adc0[tissue])

@@ -1,6 +1,7 @@
-"""Scanner artefacts that multiply the signals: coil bias field and EPI susceptibility pile-up / dropout.
+"""Scanner artefacts that multiply the signals: coil bias field, the receive coil's peripheral brightening, and EPI
+susceptibility pile-up / dropout.
 
-Both act on S0 and S_b alike (the same coil, the same distortion), so they change DWI brightness without changing
+All act on S0 and S_b alike (the same coil, the same distortion), so they change DWI brightness without changing
 ADC much -- exactly why the bright inferior frontal and temporal poles of real EPI DWI are not infarcts, and why a
 model must not trust absolute DWI intensity.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .anatomy import HEAD_BOX_MODEL, Anatomy
+from .anatomy import BRAIN_BOX_MODEL, HEAD_BOX_MODEL, Anatomy, HeadParams
 from .fields import AxisGrid, CoarseField, band_limited_noise, covering_grid
 from .shapes import model_index_box
 
@@ -29,6 +30,32 @@ class BiasField:
 
     def on_grid(self, grid: AxisGrid) -> np.ndarray:
         return np.exp(np.float32(self.amplitude) * self.noise.on_grid(grid)).astype(np.float32)
+
+
+class ReceiveCoilProfile:
+    """Sensitivity of a multi-channel receive array: highest next to its elements, so the brain's periphery (cortex,
+    frontal and occipital poles) is brighter than its centre, often by 30-80 % when the scanner does not normalise
+    it. It multiplies S0 and S_b alike: the cortex looks bright on DWI while its ADC stays normal.
+
+    Gain = 1 + amplitude * rho ** power, rho the ellipsoidal radius of the brain box (0 at its centre, 1 on its
+    surface, capped at 1.4 in the scalp), the ellipsoid shifted a little towards one side of the array.
+    """
+
+    def __init__(self, rng: np.random.Generator, head: HeadParams) -> None:
+        lo, hi = (np.asarray(b, np.float64) * np.asarray(head.scale) for b in BRAIN_BOX_MODEL)
+        self.radii = (hi - lo) / 2.0
+        self.centre = (hi + lo) / 2.0 + rng.uniform(-0.15, 0.15, 3) * self.radii
+        self.amplitude = float(rng.uniform(0.25, 0.8))
+        self.power = float(rng.uniform(2.0, 4.0))
+
+    def on_grid(self, grid: AxisGrid) -> np.ndarray:
+        x, y, z = grid.mesh()
+        rho2 = sum(((c - np.float32(m)) / np.float32(r)) ** 2 for c, m, r in zip((x, y, z), self.centre, self.radii))
+        rho = np.minimum(np.sqrt(rho2), np.float32(1.4))
+        return (1.0 + np.float32(self.amplitude) * rho ** np.float32(self.power)).astype(np.float32)
+
+    def describe(self) -> dict[str, float]:
+        return {"amplitude": round(self.amplitude, 3), "power": round(self.power, 3)}
 
 
 def susceptibility_gain(anat: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:

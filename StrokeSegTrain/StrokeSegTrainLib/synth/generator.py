@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from .acquisition import ADC_UNITS, AcquiredCase, acquire, sample_acquisition
 from .anatomy import BRAIN_BOX_MODEL, anatomy_box, build_anatomy, draw_fields, sample_head
-from .artifacts import BiasField, susceptibility_gain
+from .artifacts import BiasField, ReceiveCoilProfile, susceptibility_gain
 from .extracranial import build_head
 from .fields import AxisGrid, covering_grid
 from .geometry import ScanGeometry, sample_geometry
@@ -22,7 +22,7 @@ from .mri_physics import (TissueChanges, add_regional_variation, add_texture, he
                           synthesize_signals)
 
 _STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics", "geometry", "acquisition",
-            "noise", "artefacts")
+            "noise", "artefacts", "coil")  # append only: a new stream must not reshuffle the existing ones
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class SynthConfig:
     volume_range_ml: tuple[float, float] = VOLUME_RANGE_ML
     fine_mm: float = 1.0
     max_oblique_deg: float = 20.0
+    #: Share of cases with an unnormalised receive-coil profile (bright periphery; see ``ReceiveCoilProfile``).
+    p_receive_coil: float = 0.5
     threads: int = 1
 
 
@@ -92,6 +94,10 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
     bias_amp = float(art.uniform(0.05, 0.3))
     bias = BiasField(art, bias_amp)
     gain = bias.on_grid(grid)
+    coil_rng = rngs["coil"]
+    coil = ReceiveCoilProfile(coil_rng, head) if coil_rng.random() < config.p_receive_coil else None
+    if coil is not None:
+        gain *= coil.on_grid(grid)
     sus = susceptibility_gain(anat, art)
     if sus is not None:
         gain *= sus[0]
@@ -103,6 +109,8 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         head_grid = _visible_grid(anatomy_box(head, with_head=True), geom, HEAD_GRID_MM)
         h0, hb = head_signals(build_head(head, head_grid, fields), props, rngs["texture"])
         g = bias.on_grid(head_grid)
+        if coil is not None:
+            g *= coil.on_grid(head_grid)
         head_signals_ = (head_grid, h0 * g, hb * g)
     lesion_fraction = changes.lesion * anat.tissue
     wm_signal = float(np.exp(-props.b_value * props.adc["wm"]))
@@ -126,6 +134,7 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         "orientation": geom.orientation_code(), "obliquity_deg": round(geom.obliquity_deg(), 2),
         "slice_axis": geom.slice_axis, "skull_stripped": acq.stripped, "snr": round(acq.snr, 2),
         "dwi_white_matter_level": round(acq.dwi_level, 2), "bias_amplitude": round(bias_amp, 3),
+        "receive_coil": coil.describe() if coil is not None else None,
         "susceptibility_artefact": sus is not None, "atrophy": round(head.atrophy, 3), "mimics": mimics,
         "regional": regional,
     }
