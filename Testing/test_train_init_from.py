@@ -62,7 +62,7 @@ def test_a_fine_tuning_run_starts_from_the_model_and_records_it(source_model, da
 @pytest.mark.parametrize("change, message", [
     ({"network": NetworkSection(features=(4, 8, 32), deep_supervision=True)}, "network.features"),
     ({"preprocess": PreprocessSection(target_spacing=(4.0, 4.0, 4.0), adc_normalization="zscore")},
-     "ADC normalisation"),
+     "adc_normalization"),
     ({"preprocess": PreprocessSection(target_spacing=(3.0, 3.0, 3.0))}, "target_spacing"),
 ])
 def test_a_model_that_does_not_match_is_refused_before_any_preprocessing(source_model, data_root, tmp_path, change,

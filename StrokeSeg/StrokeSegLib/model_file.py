@@ -26,6 +26,7 @@ from .devices import resolve_device
 from .errors import ModelFileError
 from .network import AttentionUNet3D, NetworkConfig
 from .normalization import ADC_NORMALIZATIONS
+from .preprocessing import PreprocessConfig
 
 FORMAT_VERSION = 1
 METADATA_KEY = "strokeseg"
@@ -66,6 +67,19 @@ class ModelMetadata:
     def network_config(self) -> NetworkConfig:
         """The network description as a validated :class:`NetworkConfig`."""
         return NetworkConfig.from_dict(self.network)
+
+    def preprocess_config(self, register: bool | None = None) -> PreprocessConfig:
+        """The preprocessing the model was trained with, i.e. what its input values mean (files from before physical
+        ADC have no ``adc`` entry: z-score). ``register`` is the caller's per-run choice, not the model's."""
+        return PreprocessConfig(target_spacing=tuple(self.target_spacing),
+                                clip_percentiles=tuple(self.normalization.get("clip_percentiles", (0.5, 99.5))),
+                                register=register, adc_normalization=str(self.normalization.get("adc", "zscore")))
+
+    @staticmethod
+    def normalization_for(config: PreprocessConfig) -> dict[str, Any]:
+        """The ``normalization`` entry that makes :meth:`preprocess_config` give back ``config`` (less ``register``)."""
+        return {"method": "percentile_zscore", "clip_percentiles": list(config.clip_percentiles),
+                "adc": config.adc_normalization}
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field; a model that passes can be used without further checks."""

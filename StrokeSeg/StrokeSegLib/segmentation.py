@@ -21,7 +21,7 @@ from .imageio import read_image, write_image
 from .model_file import LoadedModel, load_model
 from .model_registry import resolve_model
 from .postprocess import lesion_table, lesion_volume_ml, postprocess
-from .preprocessing import PreprocessConfig, prepare_case
+from .preprocessing import prepare_case
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 from .sliding_window import sliding_window_predict
 
@@ -81,9 +81,7 @@ def segment_images(
     timings["load_model_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    clip = tuple(meta.normalization.get("clip_percentiles", (0.5, 99.5)))
-    config = PreprocessConfig(target_spacing=tuple(meta.target_spacing), clip_percentiles=clip, register=options.register,
-                              adc_normalization=str(meta.normalization.get("adc", "zscore")))
+    config = meta.preprocess_config(register=options.register)
     prepared = prepare_case(dwi, adc, config, dwi_path=dwi_path, adc_path=adc_path, progress=progress, cancel=cancel)
     timings["prepare_s"] = time.perf_counter() - t
     check_cancel(cancel)

@@ -18,6 +18,7 @@ from StrokeSegLib.model_file import ModelMetadata, save_model
 from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
 
 from .config import TrainConfig
+from .data_cache import preprocess_config
 
 
 def inference_network_config(config: TrainConfig) -> NetworkConfig:
@@ -46,6 +47,7 @@ def export_model(state_dict: dict[str, torch.Tensor], config: TrainConfig, path:
                  provenance: dict[str, Any], description: str = "") -> Path:
     """Write ``path`` (safetensors + metadata) from trained weights and the run's provenance."""
     network = inference_network(state_dict, config)
+    preprocessing = preprocess_config(config.preprocess)
     provenance = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
@@ -56,9 +58,8 @@ def export_model(state_dict: dict[str, torch.Tensor], config: TrainConfig, path:
     metadata = ModelMetadata(
         model_id=model_id,
         network=network.config.to_dict(),
-        target_spacing=tuple(config.preprocess.target_spacing),
-        normalization={"method": "percentile_zscore", "clip_percentiles": list(config.preprocess.clip_percentiles),
-                       "adc": config.preprocess.adc_normalization},
+        target_spacing=tuple(preprocessing.target_spacing),
+        normalization=ModelMetadata.normalization_for(preprocessing),
         patch_size=tuple(config.patch_size),
         threshold=float(config.threshold),
         min_lesion_mm3=float(config.min_lesion_mm3),

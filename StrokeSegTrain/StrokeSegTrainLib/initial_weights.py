@@ -16,10 +16,11 @@ from typing import Any
 import torch
 
 from StrokeSegLib.errors import StrokeSegError
-from StrokeSegLib.model_file import load_model, read_metadata
+from StrokeSegLib.model_file import ModelMetadata, load_model, read_metadata
 from StrokeSegLib.model_registry import resolve_model
 
 from .config import TrainConfig
+from .data_cache import preprocess_config
 from .export import inference_network_config
 
 log = logging.getLogger("StrokeSegTrain")
@@ -27,27 +28,16 @@ log = logging.getLogger("StrokeSegTrain")
 _AUX_PREFIX = "aux_heads."
 
 
-def _differences(metadata: Any, config: TrainConfig) -> list[str]:
+def _differences(metadata: ModelMetadata, config: TrainConfig) -> list[str]:
     """Human-readable list of what in the model file does not match the training configuration."""
     diffs: list[str] = []
-    wanted = inference_network_config(config).to_dict()
-    for key, value in wanted.items():
-        have = metadata.network.get(key)
-        if isinstance(have, list):
-            have = tuple(have)
-        if isinstance(value, list):
-            value = tuple(value)
-        if have != value:
-            diffs.append(f"network.{key}: model {have!r}, configuration {value!r}")
-    spacing = tuple(float(s) for s in metadata.target_spacing)
-    if spacing != tuple(float(s) for s in config.preprocess.target_spacing):
-        diffs.append(f"target_spacing: model {list(spacing)}, configuration {list(config.preprocess.target_spacing)}")
-    clip = tuple(float(v) for v in metadata.normalization.get("clip_percentiles", ()))
-    if clip != tuple(float(v) for v in config.preprocess.clip_percentiles):
-        diffs.append(f"clip_percentiles: model {list(clip)}, configuration {list(config.preprocess.clip_percentiles)}")
-    adc = metadata.normalization.get("adc", "zscore")
-    if adc != config.preprocess.adc_normalization:
-        diffs.append(f"ADC normalisation: model {adc!r}, configuration {config.preprocess.adc_normalization!r}")
+    have, wanted = metadata.network_config.to_dict(), inference_network_config(config).to_dict()
+    diffs += [f"network.{k}: model {have[k]!r}, configuration {v!r}" for k, v in wanted.items() if have[k] != v]
+    trained = metadata.preprocess_config().to_dict()
+    wanted_pre = preprocess_config(config.preprocess).to_dict()
+    for key in ("target_spacing", "clip_percentiles", "adc_normalization"):  # register is a per-run choice
+        if trained[key] != wanted_pre[key]:
+            diffs.append(f"{key}: model {trained[key]!r}, configuration {wanted_pre[key]!r}")
     return diffs
 
 
