@@ -29,7 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InvalidImageError, NonFiniteVoxelsWarning, StrokeSegError
-from .metrics import voxel_volume_ml
+from .postprocess import lesion_table, lesion_volume_ml, lesion_voxels
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 # What `strokeseg segment --progress machine` prints before stage and fraction (cli.PROGRESS_PREFIX; kept here so the
@@ -64,16 +64,6 @@ def input_image(node: Any, role: str) -> sitk.Image:
     out = sitk.GetImageFromArray(array)
     out.CopyInformation(image)
     return out
-
-
-def mask_statistics(mask: sitk.Image) -> dict[str, float | int]:
-    """Voxel count, volume in mL (count x voxel volume) and 26-connected lesion count of ``mask > 0``."""
-    binary = sitk.Cast(mask > 0, sitk.sitkUInt8)
-    voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(binary)))
-    voxel_ml = voxel_volume_ml(mask)
-    components = sitk.ConnectedComponent(binary, True)
-    count = int(sitk.GetArrayViewFromImage(components).max()) if voxels else 0
-    return {"voxels": voxels, "voxel_volume_ml": voxel_ml, "lesion_volume_ml": voxels * voxel_ml, "lesion_count": count}
 
 
 def summary_text(result_report: dict[str, Any] | None) -> str:
@@ -145,11 +135,11 @@ class StrokeSegLogic:
             if dwiVolumeNode.GetTransformNodeID():
                 outputSegmentationNode.SetAndObserveTransformNodeID(dwiVolumeNode.GetTransformNodeID())
         mrml.fill_segmentation_from_labelmap(outputSegmentationNode, mask, dwiVolumeNode)
-        stats = mask_statistics(mask)
         full = dict(resultReport or {})
         # The volume is measured on what the segment now holds; the count is the engine's when it gave one.
-        full.setdefault("lesion_count", stats["lesion_count"])
-        full.update(voxels=stats["voxels"], lesion_volume_ml=stats["lesion_volume_ml"])
+        if "lesion_count" not in full:
+            full["lesion_count"] = len(lesion_table(mask))
+        full.update(voxels=lesion_voxels(mask), lesion_volume_ml=lesion_volume_ml(mask))
         full["segmentation_node_id"] = outputSegmentationNode.GetID()
         self.lastReport = full
         return outputSegmentationNode

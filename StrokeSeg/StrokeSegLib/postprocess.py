@@ -14,6 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .metrics import voxel_volume_ml
+
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
 
@@ -92,6 +94,10 @@ def lesion_table(mask: sitk.Image) -> list[dict[str, Any]]:
 
 def lesion_volume_ml(mask: sitk.Image) -> float:
     """Total lesion volume (voxels > 0) in millilitres."""
+    return lesion_voxels(mask) * voxel_volume_ml(mask)
+
+
+def lesion_voxels(mask: sitk.Image) -> int:
+    """Number of lesion voxels (> 0)."""
     _check_mask_image(mask)
-    voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
-    return voxels * math.prod(mask.GetSpacing()) / 1000.0
+    return int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
