@@ -25,15 +25,24 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/inference.py
 
-# Retrains the bundled starter model from scratch, on generated data only (never on real scans), then evaluates it on
-# held-out generated cases (the training run's validation fold) and bundles it as StrokeSegLib/models/strokeseg-starter.
+# Retrains the bundled starter model from scratch, on generated data only (never on real scans), in two stages:
+# 1. 120 cases (seed 2026, without the receive-coil profile, which the generator gained after this stage was fixed),
+#    trained from random weights (about 95 min on 2 CPU cores);
+# 2. 240 new cases (seed 2027, half of them with the receive-coil profile), fine-tuned from stage 1 (about 70 min).
+# Each stage is evaluated on its own held-out generated cases; stage 2's model is bundled as
+# StrokeSegLib/models/strokeseg-starter.safetensors.
 STARTER := output/starter
 starter-model: $(STAMP)
-	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth --cases 120 --seed 2026 --workers 2 --quiet
-	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth --out $(STARTER)/run --fold 0 \
+	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth1 --cases 120 --seed 2026 --p-receive-coil 0 \
+		--workers 2 --quiet
+	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth1 --out $(STARTER)/stage1 --fold 0 \
 		--config StrokeSegTrain/Resources/starter_config.json --quiet
-	$(PY) -m StrokeSegTrainLib.cli bundle --model $(STARTER)/run/fold_0/model.safetensors --id strokeseg-starter \
-		--provenance $(STARTER)/run/fold_0/validation/summary.json
+	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth2 --cases 240 --seed 2027 --workers 2 --quiet
+	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth2 --out $(STARTER)/stage2 --fold 0 \
+		--config StrokeSegTrain/Resources/starter_finetune_config.json \
+		--init-from $(STARTER)/stage1/fold_0/model.safetensors --quiet
+	$(PY) -m StrokeSegTrainLib.cli bundle --model $(STARTER)/stage2/fold_0/model.safetensors --id strokeseg-starter \
+		--provenance $(STARTER)/stage2/fold_0/validation/summary.json
 
 clean:
 	rm -rf $(VENV) output .pytest_cache
