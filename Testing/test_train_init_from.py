@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from StrokeSegLib.errors import StrokeSegError
+from StrokeSegLib.errors import CancelledError, StrokeSegError
 from StrokeSegLib.model_file import file_sha256, load_model
 from StrokeSegLib.network import AttentionUNet3D
 from StrokeSegTrainLib.config import NetworkSection, PreprocessSection
@@ -12,7 +12,7 @@ from StrokeSegTrainLib.export import training_network_config
 from StrokeSegTrainLib.initial_weights import load_initial_weights
 from StrokeSegTrainLib.trainer import train
 
-from train_fixtures import single_thread, tiny_config, write_synthetic_root  # noqa: F401
+from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,20 @@ def test_a_fine_tuning_run_starts_from_the_model_and_records_it(source_model, da
     init = tuned.metadata.provenance["initial_weights"]
     assert init["sha256"] == file_sha256(source_model) and init["path"] == str(source_model.resolve())
     assert tuned.metadata.provenance["config"]["init_from"] == str(source_model)
+
+
+def test_a_resumed_fine_tuning_run_still_records_its_start_and_needs_no_file(source_model, data_root, tmp_path) -> None:
+    """The starting model is read once; after a kill the checkpoint carries the weights and where they came from, so
+    the resumed run neither reloads (the file may be gone) nor forgets the provenance."""
+    copy = tmp_path / "start.safetensors"
+    copy.write_bytes(source_model.read_bytes())
+    config = tiny_config(epochs=2, init_from=str(copy))
+    killer = CancelInEpoch(epoch=2, epochs=2)
+    with pytest.raises(CancelledError):
+        train(config, data_root, tmp_path / "ft", 0, killer, killer, device="cpu", cache_dir=tmp_path / "cache")
+    copy.unlink()
+    result = train(config, data_root, tmp_path / "ft", fold=0, device="cpu", cache_dir=tmp_path / "cache", resume=True)
+    assert load_model(result.model_path).metadata.provenance["initial_weights"]["sha256"] == file_sha256(source_model)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from StrokeSegTrainLib.history import History
 from StrokeSegTrainLib.splits import patient_id
 from StrokeSegTrainLib.trainer import train
 
-from train_fixtures import single_thread, tiny_config, write_synthetic_root  # noqa: F401
+from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -78,26 +77,11 @@ def test_tiny_run_trains_validates_exports_and_reloads(data_root, cache_dir, tmp
         train(tiny_config(), data_root, out, fold=1, device="cpu", cache_dir=cache_dir)
 
 
-class _CancelInEpoch:
-    """Progress callback + cancel token that interrupts the run in the middle of a given epoch (a 'kill')."""
-
-    def __init__(self, epoch: int, epochs: int) -> None:
-        self.event = threading.Event()
-        self.threshold = (epoch - 1 + 0.5) / epochs
-
-    def __call__(self, stage: str, fraction: float) -> None:
-        if stage == "Training" and fraction >= self.threshold:
-            self.event.set()
-
-    def is_set(self) -> bool:
-        return self.event.is_set()
-
-
 def test_killed_and_resumed_run_equals_uninterrupted_run(data_root, cache_dir, tmp_path) -> None:
     config = tiny_config(epochs=4, validate_every=2)
     straight = train(config, data_root, tmp_path / "a", fold=0, device="cpu", cache_dir=cache_dir)
 
-    killer = _CancelInEpoch(epoch=3, epochs=4)
+    killer = CancelInEpoch(epoch=3, epochs=4)
     with pytest.raises(CancelledError):
         train(config, data_root, tmp_path / "b", 0, killer, killer, device="cpu", cache_dir=cache_dir)
     assert load_checkpoint(tmp_path / "b" / "fold_0" / "checkpoint.pt")["epoch"] == 2
@@ -120,7 +104,7 @@ def test_weight_average_of_the_last_epochs_is_validated_and_exported(data_root, 
     """With ``average_last_epochs=2`` of 3, the exported network is the mean of the weights at the end of epochs 2
     and 3 of the very same training trajectory (averaging must not change training itself)."""
     plain = tiny_config(epochs=3, validate_every=3)
-    killer = _CancelInEpoch(epoch=3, epochs=3)
+    killer = CancelInEpoch(epoch=3, epochs=3)
     with pytest.raises(CancelledError):
         train(plain, data_root, tmp_path / "a", 0, killer, killer, device="cpu", cache_dir=cache_dir)
     after_2 = load_checkpoint(tmp_path / "a" / "fold_0" / "checkpoint.pt")["model"]

@@ -1,6 +1,7 @@
 """Shared tiny training set-up for the train tests: synthetic ISLES trees and a configuration that runs in seconds."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,3 +46,18 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+class CancelInEpoch:
+    """Progress callback + cancel token that interrupts the run in the middle of a given epoch (a 'kill')."""
+
+    def __init__(self, epoch: int, epochs: int) -> None:
+        self.event = threading.Event()
+        self.threshold = (epoch - 1 + 0.5) / epochs
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if stage == "Training" and fraction >= self.threshold:
+            self.event.set()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()

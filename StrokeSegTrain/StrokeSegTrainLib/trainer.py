@@ -153,9 +153,10 @@ class _Run:
         c, info = self.config, self.info
         if not 0 <= self.fold < c.num_folds:
             raise StrokeSegError(f"fold must be between 0 and {c.num_folds - 1}, got {self.fold}")
-        if c.init_from:  # a wrong starting model is refused before minutes of preprocessing, not after
-            check_initial_weights(c)
         checkpoint_path = self.dir / "checkpoint.pt"
+        resuming = self.resume and checkpoint_path.is_file()
+        if c.init_from and not resuming:  # a wrong starting model is refused before minutes of preprocessing
+            check_initial_weights(c)
         if checkpoint_path.is_file() and not self.resume:  # every rank checks, so all stop together
             raise StrokeSegError("this fold already has a checkpoint; pass --resume to continue it, or choose "
                                  "another output folder", self.dir)
@@ -199,7 +200,7 @@ class _Run:
         self.loss_fn = DeepSupervisionLoss(SegmentationLoss(c.loss))
         self.sampler = PatchSampler(self.train_cases, c.patch_size, c.batch_size, c.foreground_fraction, c.seed,
                                     info.rank, info.world_size)
-        if self.resume and checkpoint_path.is_file():
+        if resuming:
             self._load(checkpoint_path)
         else:
             if self.resume and info.is_main:
@@ -230,6 +231,7 @@ class _Run:
         self.best_dice, self.best_epoch = float(state["best_dice"]), state["best_epoch"]
         self.stopped_early = bool(state["stopped_early"])
         self.weight_average = WeightAverage.from_state(state.get("weight_average"))
+        self.initial_weights = state.get("initial_weights")  # where a fine-tuning run started, for the export
         if self.info.is_main:
             log.info("resumed %s after epoch %d (best Dice %.4f at epoch %s)", path, self.start_epoch,
                      self.best_dice, self.best_epoch)
@@ -348,6 +350,7 @@ class _Run:
             "sampler": self.sampler.state_dict(), "rng": capture_rng_state(), "history": self.history.rows,
             "best_dice": self.best_dice, "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
             "weight_average": self.weight_average.state(), "config": self.config.to_dict(),
+            "initial_weights": self.initial_weights,
         })
 
     # ------------------------------------------------------------------------------------------------ the end
