@@ -25,6 +25,9 @@ from slicer.ScriptedLoadableModule import (
 
 EPOCH_LINE = re.compile(r"^\s*epoch\s+(\d+)\s*/\s*(\d+)\b")
 DEVICES = ["auto", "cuda", "mps", "cpu"]
+#: Fine-tuning the bundled starter model: its network and preprocessing with a shorter schedule (the recipe's stage 2).
+STARTER_MODEL_ID = "strokeseg-starter"
+FINETUNE_CONFIG = Path(__file__).resolve().parent / "Resources" / "starter_finetune_config.json"
 
 
 class StrokeSegTrain(ScriptedLoadableModule):
@@ -58,9 +61,12 @@ class StrokeSegTrainLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def buildCommand(python: str, data: str, out: str, fold: int = 0, epochs: int | None = None,
-                     device: str = "auto", resume: bool = False) -> list[str]:
+                     device: str = "auto", resume: bool = False, fineTuneStarter: bool = False) -> list[str]:
+        """``fineTuneStarter``: start from the bundled starter model with its fine-tuning configuration."""
         command = [python, "-m", "StrokeSegTrainLib.cli", "train", "--data", str(data), "--out", str(out),
                    "--fold", str(int(fold)), "--device", device, "--quiet"]
+        if fineTuneStarter:
+            command += ["--config", str(FINETUNE_CONFIG), "--init-from", STARTER_MODEL_ID]
         if epochs:
             command += ["--epochs", str(int(epochs))]
         if resume:
@@ -83,12 +89,14 @@ class StrokeSegTrainLogic(ScriptedLoadableModuleLogic):
         return (int(match.group(1)), int(match.group(2))) if match else None
 
     def train(self, data: str, out: str, fold: int = 0, epochs: int | None = None, device: str = "auto",
-              resume: bool = False, progress=None, cancel=None):
+              resume: bool = False, progress=None, cancel=None, fineTuneStarter: bool = False):
         """Train blocking in this process (scripts); returns StrokeSegTrainLib's TrainResult."""
         from StrokeSegTrainLib.config import load_config
         from StrokeSegTrainLib.trainer import train
 
-        config = load_config(None)
+        config = load_config(FINETUNE_CONFIG if fineTuneStarter else None)
+        if fineTuneStarter:
+            config = config.with_overrides(init_from=STARTER_MODEL_ID)
         if epochs:
             config = config.with_overrides(epochs=int(epochs))
             config.validate()
@@ -139,7 +147,7 @@ class StrokeSegTrainWidget(ScriptedLoadableModuleWidget):
             command = self.logic.buildCommand(
                 _pythonSlicer(), self.ui.dataPathLineEdit.currentPath, self.ui.outputPathLineEdit.currentPath,
                 self.ui.foldSpinBox.value, self.ui.epochsSpinBox.value or None, self.ui.deviceComboBox.currentText,
-                self.ui.resumeCheckBox.checked)
+                self.ui.resumeCheckBox.checked, self.ui.fineTuneCheckBox.checked)
             logging.info("StrokeSegTrain: " + " ".join(command))
             self.process = slicer.util.launchConsoleProcess(
                 command, useStartupEnvironment=False, updateEnvironment=self.logic.environment())
@@ -190,6 +198,10 @@ class StrokeSegTrainTest(ScriptedLoadableModuleTest):
         command = logic.buildCommand("PythonSlicer", "/data/isles", "/runs/a", fold=2, epochs=5, resume=True)
         self.assertEqual(command[:4], ["PythonSlicer", "-m", "StrokeSegTrainLib.cli", "train"])
         self.assertIn("--resume", command)
+        self.assertNotIn("--init-from", command)
+        tune = logic.buildCommand("PythonSlicer", "/data/isles", "/runs/b", fineTuneStarter=True)
+        self.assertEqual(tune[tune.index("--init-from") + 1], STARTER_MODEL_ID)
+        self.assertTrue(Path(tune[tune.index("--config") + 1]).is_file())
         self.assertEqual(command[command.index("--fold") + 1], "2")
         self.assertEqual(logic.parseEpochLine("epoch    3/100  loss 0.4123  lr 1.00e-03"), (3, 100))
         self.assertIsNone(logic.parseEpochLine("caching case sub-strokecase0001"))

@@ -38,3 +38,15 @@ def test_bundled_model_on_real_isles_scans(isles_root: Path) -> None:
         assert metrics["pred_ml"] > 0, f"{case}: nothing found"
         dices.append(metrics["dice"])
     assert np.mean(dices) >= MEAN_DICE_FLOOR, dices
+
+
+def test_shipped_fine_tuning_configuration_fits_the_bundled_model() -> None:
+    """The panel's "Fine-tune the bundled starter model" and `--init-from strokeseg-starter` with
+    starter_finetune_config.json must be accepted by the trainer's check (same network and preprocessing)."""
+    from StrokeSegTrainLib.config import load_config
+    from StrokeSegTrainLib.initial_weights import check_initial_weights
+
+    root = Path(__file__).resolve().parents[1] / "StrokeSegTrain" / "Resources"
+    for name in ("starter_finetune_config.json", "starter_config.json"):
+        config = load_config(root / name).with_overrides(init_from=DEFAULT_MODEL_ID)
+        assert check_initial_weights(config) == resolve_model(DEFAULT_MODEL_ID)
