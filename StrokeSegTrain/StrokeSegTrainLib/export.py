@@ -21,6 +21,10 @@ from .config import TrainConfig
 from .data_cache import preprocess_config
 
 
+#: State-dict prefix of the deep-supervision heads: trained, never exported (``AttentionUNet3D.aux_heads``).
+AUX_HEADS_PREFIX = "aux_heads."
+
+
 def inference_network_config(config: TrainConfig) -> NetworkConfig:
     """The network a model file describes: the training network without its auxiliary heads."""
     return NetworkConfig(in_channels=2, out_channels=1, features=tuple(config.network.features),
@@ -38,7 +42,7 @@ def inference_network(state_dict: dict[str, torch.Tensor], config: TrainConfig) 
     """Load trained weights into the inference network, strictly, without the auxiliary heads."""
     network = AttentionUNet3D(inference_network_config(config))
     weights = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    weights = {k: v for k, v in weights.items() if not k.startswith("aux_heads.")}
+    weights = {k: v for k, v in weights.items() if not k.startswith(AUX_HEADS_PREFIX)}
     network.load_state_dict(weights, strict=True)
     return network.eval()
 

@@ -21,11 +21,9 @@ from StrokeSegLib.model_registry import resolve_model
 
 from .config import TrainConfig
 from .data_cache import preprocess_config
-from .export import inference_network_config
+from .export import AUX_HEADS_PREFIX, inference_network_config
 
 log = logging.getLogger("StrokeSegTrain")
-
-_AUX_PREFIX = "aux_heads."
 
 
 def _differences(metadata: ModelMetadata, config: TrainConfig) -> list[str]:
@@ -60,7 +58,7 @@ def load_initial_weights(network: torch.nn.Module, config: TrainConfig) -> dict[
     loaded = load_model(path)
     weights = loaded.network.state_dict()
     result = network.load_state_dict(weights, strict=False)
-    stray = [k for k in result.missing_keys if not k.startswith(_AUX_PREFIX)]
+    stray = [k for k in result.missing_keys if not k.startswith(AUX_HEADS_PREFIX)]
     if stray or result.unexpected_keys:  # cannot happen when the configs match; guards future network changes
         raise StrokeSegError(f"the model's tensors do not fit the training network (missing {stray[:5]}, "
                              f"unexpected {result.unexpected_keys[:5]})", path)
