@@ -39,7 +39,6 @@ from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, r
 
 from . import distributed
 from .augmentation import augment_batch
-from .weight_average import WeightAverage
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import TrainConfig
 from .data_cache import CachedCase, build_cache
@@ -52,6 +51,7 @@ from .reports import read_metrics_csv, write_metrics_report
 from .sampler import PatchSampler, PlannedBatch
 from .splits import load_or_create_splits
 from .validation import ValidationResult, validate
+from .weight_average import WeightAverage
 
 log = logging.getLogger("StrokeSegTrainLib")
 

@@ -38,9 +38,9 @@ def run_synth(args: argparse.Namespace) -> int:
 
     if args.cases < 1 or args.workers < 1:
         raise StrokeSegError("--cases and --workers must be at least 1")
-    overrides = {k: v for k, v in (("p_stripped", args.p_stripped), ("p_no_lesion", args.p_no_lesion),
-                                                    ("p_receive_coil", args.p_receive_coil))
-                 if v is not None}
+    given = (("p_stripped", args.p_stripped), ("p_no_lesion", args.p_no_lesion),
+             ("p_receive_coil", args.p_receive_coil))
+    overrides = {k: v for k, v in given if v is not None}
     for name, value in overrides.items():
         if not 0.0 <= value <= 1.0:
             raise StrokeSegError(f"--{name.replace('_', '-')} must be between 0 and 1, not {value}")
