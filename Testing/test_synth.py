@@ -18,8 +18,8 @@ from StrokeSegTrainLib.synth.dataset import MANIFEST_NAME, case_paths
 from StrokeSegTrainLib.synth.fields import AxisGrid
 from StrokeSegTrainLib.synth.generator import SynthConfig, generate_case
 from StrokeSegTrainLib.synth.geometry import sample_geometry
-from StrokeSegTrainLib.synth.lesions import (CLAIMED_CORE_RATIO, CLAIMED_MASK_RATIO_MAX, VOLUME_RANGE_ML,
-                                             sample_lesion_plan)
+from StrokeSegTrainLib.synth.lesions import (CLAIMED_CORE_RATIO, CLAIMED_MASK_RATIO_MAX, RIM_ADC_FACTOR,
+                                             VOLUME_RANGE_ML, sample_lesion_plan)
 from StrokeSegTrainLib.synth.montage import save_montage
 from StrokeSegTrainLib.synth.mri_physics import (TissueChanges, adc_from_signals, sample_tissue_properties,
                                                  synthesize_signals)
@@ -233,6 +233,25 @@ def test_written_cases_equal_direct_generation(written):
 def test_montage_is_a_png(lesion_cases, tmp_path: Path):
     out = save_montage(lesion_cases[:2], tmp_path / "m.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bright_cortex_patches_are_bright_on_dwi_with_normal_adc_and_not_in_the_mask():
+    """Normal cortex brightened on DWI (its own random stream): same mask, brighter DWI in patches whose ADC stays
+    above the highest ADC an infarct rim can have, so the model has to tell them apart by ADC."""
+    plain = generate_case(SEED, 5, SynthConfig(p_stripped=1.0, p_no_lesion=0.0, p_bright_cortex=0.0))
+    bright = generate_case(SEED, 5, SynthConfig(p_stripped=1.0, p_no_lesion=0.0, p_bright_cortex=1.0))
+    assert plain.info["bright_cortex"] is None and bright.info["bright_cortex"]["share_of_cortex"] > 0.02
+    dwi0, adc0, mask0 = _arrays(plain)
+    dwi1, adc1, mask1 = _arrays(bright)
+    assert mask0.any() and np.array_equal(mask0, mask1)
+    tissue = _normal_tissue(adc0, mask0, plain.acquired.brain_mask)
+    gain = dwi1[tissue] / np.maximum(dwi0[tissue], 1e-6)
+    patch = gain > 1.1
+    assert patch.sum() > 200
+    assert np.median(gain[patch]) > 1.12
+    adc_ratio = adc1[tissue][patch] / adc0[tissue][patch]
+    assert np.median(adc_ratio) > max(RIM_ADC_FACTOR) and np.median(adc_ratio) < 1.05
+    assert not (patch & mask1[tissue]).any()
 
 
 def test_receive_coil_brightens_the_periphery_on_dwi_but_leaves_adc_alone():

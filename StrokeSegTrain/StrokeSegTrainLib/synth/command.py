@@ -24,6 +24,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--p-no-lesion", type=float, default=None, help="share of lesion-free cases (default 0.1)")
     p.add_argument("--p-receive-coil", type=float, default=None,
                    help="share of cases whose receive-coil profile brightens the brain's periphery (default 0.5)")
+    p.add_argument("--p-bright-cortex", type=float, default=None,
+                   help="share of cases with patches of normal cortex that are bright on DWI (default 0.5)")
     p.add_argument("--montage", type=Path, default=None, help="also save a PNG of the first (up to 6) cases")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run_synth)
@@ -39,7 +41,7 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.cases < 1 or args.workers < 1:
         raise StrokeSegError("--cases and --workers must be at least 1")
     given = (("p_stripped", args.p_stripped), ("p_no_lesion", args.p_no_lesion),
-             ("p_receive_coil", args.p_receive_coil))
+             ("p_receive_coil", args.p_receive_coil), ("p_bright_cortex", args.p_bright_cortex))
     overrides = {k: v for k, v in given if v is not None}
     for name, value in overrides.items():
         if not 0.0 <= value <= 1.0:

@@ -18,11 +18,12 @@ from .fields import AxisGrid, covering_grid
 from .geometry import ScanGeometry, sample_geometry
 from .lesions import VOLUME_RANGE_ML, render_lesions, sample_lesion_plan
 from .mimics import add_mimics
+from .normal_variants import add_bright_cortex
 from .mri_physics import (TissueChanges, add_regional_variation, add_texture, head_signals, sample_tissue_properties,
                           synthesize_signals)
 
 _STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics", "geometry", "acquisition",
-            "noise", "artefacts", "coil")  # append only: a new stream must not reshuffle the existing ones
+            "noise", "artefacts", "coil", "cortex")  # append only: a new stream must not reshuffle the existing ones
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class SynthConfig:
     max_oblique_deg: float = 20.0
     #: Share of cases with an unnormalised receive-coil profile (bright periphery; see ``ReceiveCoilProfile``).
     p_receive_coil: float = 0.5
+    #: Share of cases with patches of normal cortex that are bright on DWI (see ``normal_variants``).
+    p_bright_cortex: float = 0.5
     threads: int = 1
 
 
@@ -86,6 +89,9 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
     changes = TissueChanges.none(grid.shape)
     add_texture(changes, anat, props, rngs["texture"])
     regional = add_regional_variation(changes, anat, rngs["texture"])
+    cortex_rng = rngs["cortex"]
+    bright = cortex_rng.random() < config.p_bright_cortex
+    bright_cortex = add_bright_cortex(anat, changes, cortex_rng) if bright else None
     mimics = add_mimics(anat, changes, rngs["mimics"])
     lesions = render_lesions(plan, anat, changes, rngs["lesions"])
     s0, sb = synthesize_signals(anat, props, changes)
@@ -136,7 +142,7 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         "dwi_white_matter_level": round(acq.dwi_level, 2), "bias_amplitude": round(bias_amp, 3),
         "receive_coil": coil.describe() if coil is not None else None,
         "susceptibility_artefact": sus is not None, "atrophy": round(head.atrophy, 3), "mimics": mimics,
-        "regional": regional,
+        "regional": regional, "bright_cortex": bright_cortex,
     }
     return SynthCase(case_id=cid, dwi=acquired.dwi, adc=acquired.adc, mask=acquired.mask, info=info,
                      acquired=acquired)

@@ -1,0 +1,45 @@
+"""Normal cortex that is bright on DWI: the commonest look-alike of a small cortical infarct on real scans.
+
+On clinical EPI DWI the cortical ribbon is often patchily hyperintense with a normal ADC, most of all at the frontal
+and occipital poles: cortical T2 varies from region to region, parallel imaging amplifies noise and signal towards
+the periphery, and EPI distortion along the (usually anterior-posterior) phase-encoding direction compresses signal
+at the poles. None of that restricts diffusion, so ADC stays within a few per cent of normal grey matter -- above the
+highest rim ADC a generated infarct can have (``lesions.RIM_ADC_FACTOR``), which is what tells the two apart.
+
+Patches are the super-level set of band-limited noise plus a bonus that grows towards the poles, applied to the grey
+matter share of each voxel only. They multiply S0 (and ADC by 0.90-1.02), never the lesion mask.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .anatomy import BRAIN_BOX_MODEL, REGION_CEREBRUM, Anatomy
+from .fields import band_limited_noise, ramp
+from .mri_physics import TissueChanges
+
+#: S0 gain at the centre of a patch (DWI brightens by about the same factor, as ADC barely changes).
+S0_GAIN = (1.15, 1.8)
+#: ADC factor at the centre of a patch: normal, never as low as an infarct rim (>= 0.90 > max rim 0.88).
+ADC_FACTOR = (0.90, 1.02)
+_POLE_Y_MM = float(BRAIN_BOX_MODEL[1][1])
+
+
+def add_bright_cortex(anat: Anatomy, changes: TissueChanges, rng: np.random.Generator) -> dict:
+    """Brighten random patches of cerebral cortex (more of them near the frontal and occipital poles); returns the
+    parameters drawn and the share of cortex affected (weight > 0.5)."""
+    wavelength = float(rng.uniform(25.0, 50.0))
+    pole_bonus = float(rng.uniform(0.5, 2.0))
+    level = float(rng.uniform(0.6, 1.4))
+    s0_gain = float(rng.uniform(*S0_GAIN))
+    adc_factor = float(rng.uniform(*ADC_FACTOR))
+    noise = band_limited_noise(rng, anat.grid, wavelength_mm=wavelength).on_grid(anat.grid)
+    pole = np.minimum(np.abs(anat.model_xyz[1]) / np.float32(_POLE_Y_MM * anat.params.scale[1]), 1.0) ** 2
+    weight = ramp((noise + np.float32(pole_bonus) * pole - np.float32(level)) / np.float32(0.5))
+    grey_share = np.where(anat.region == REGION_CEREBRUM, anat.gm / np.maximum(anat.tissue, np.float32(1e-3)), 0.0)
+    weight *= grey_share.astype(np.float32)
+    changes.s0_factor *= 1.0 + np.float32(s0_gain - 1.0) * weight
+    changes.adc_factor *= 1.0 + np.float32(adc_factor - 1.0) * weight
+    cortex = (anat.gm > 0.5) & (anat.region == REGION_CEREBRUM)
+    share = float(np.mean(weight[cortex] > 0.5)) if cortex.any() else 0.0
+    return {"s0_gain": round(s0_gain, 3), "adc_factor": round(adc_factor, 3), "wavelength_mm": round(wavelength, 1),
+            "pole_bonus": round(pole_bonus, 3), "share_of_cortex": round(share, 3)}
