@@ -33,6 +33,8 @@ def add_bright_cortex(anat: Anatomy, changes: TissueChanges, rng: np.random.Gene
     s0_gain = float(rng.uniform(*S0_GAIN))
     adc_factor = float(rng.uniform(*ADC_FACTOR))
     noise = band_limited_noise(rng, anat.grid, wavelength_mm=wavelength).on_grid(anat.grid)
+    # Model y is already divided by the head's scale; dividing again means large heads never get the full bonus
+    # and small ones reach it just before the pole. Kept so that seed 2028 (the bundled model's data) reproduces.
     pole = np.minimum(np.abs(anat.model_xyz[1]) / np.float32(_POLE_Y_MM * anat.params.scale[1]), 1.0) ** 2
     weight = ramp((noise + np.float32(pole_bonus) * pole - np.float32(level)) / np.float32(0.5))
     grey_share = np.where(anat.region == REGION_CEREBRUM, anat.gm / np.maximum(anat.tissue, np.float32(1e-3)), 0.0)
