@@ -18,9 +18,9 @@ from .fields import AxisGrid, covering_grid
 from .geometry import ScanGeometry, sample_geometry
 from .lesions import VOLUME_RANGE_ML, render_lesions, sample_lesion_plan
 from .mimics import add_mimics
-from .normal_variants import add_bright_cortex
 from .mri_physics import (TissueChanges, add_regional_variation, add_texture, head_signals, sample_tissue_properties,
                           synthesize_signals)
+from .normal_variants import add_bright_cortex
 
 _STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics", "geometry", "acquisition",
             "noise", "artefacts", "coil", "cortex")  # append only: a new stream must not reshuffle the existing ones

@@ -36,11 +36,6 @@ def _random_voxels(anat: Anatomy, rng: np.random.Generator, test, count: int) ->
     return [tuple(int(a[k]) for a in idx) for k in ok]
 
 
-def _apply(changes: TissueChanges, box, weight: np.ndarray, s0_gain: float, adc_gain: float) -> None:
-    changes.s0_factor[box] *= 1.0 + np.float32(s0_gain - 1.0) * weight
-    changes.adc_factor[box] *= 1.0 + np.float32(adc_gain - 1.0) * weight
-
-
 def add_mimics(anat: Anatomy, changes: TissueChanges, rng: np.random.Generator) -> dict:
     """Add a random selection of mimics (more white-matter disease in atrophic brains); returns what was added."""
     added = {"wmh_spots": 0, "old_infarcts": 0, "shine_through": 0}
@@ -50,7 +45,7 @@ def add_mimics(anat: Anatomy, changes: TissueChanges, rng: np.random.Generator) 
         n = int(rng.integers(2, 6 + int(30 * a)))
         for seed in _random_voxels(anat, rng, deep_wm, n):
             box, w = _blob(anat, seed, float(rng.uniform(1.5, 6.0 + 6.0 * a)), rng)
-            _apply(changes, box, w * anat.wm[box], rng.uniform(1.3, 1.8), rng.uniform(1.15, 1.5))
+            changes.scale_normal_tissue(w * anat.wm[box], rng.uniform(1.3, 1.8), rng.uniform(1.15, 1.5), box)
             added["wmh_spots"] += 1
     if rng.random() < 0.2:
         tissue_site = lambda i: (anat.region[i] == REGION_CEREBRUM) & (anat.depth[i] < 25) & (anat.tissue[i] > 0.8)  # noqa: E731
@@ -58,13 +53,13 @@ def add_mimics(anat: Anatomy, changes: TissueChanges, rng: np.random.Generator) 
             radius = float(rng.uniform(3.0, 14.0))
             box, w = _blob(anat, seed, radius, rng, box_mm=1.8 * radius + 5.0)
             _, rim = _blob(anat, seed, radius + 2.5, rng, box_mm=1.8 * radius + 5.0)
-            _apply(changes, box, np.maximum(rim - w, 0.0), rng.uniform(1.3, 1.6), rng.uniform(1.2, 1.5))
-            _apply(changes, box, w, rng.uniform(1.8, 2.6), rng.uniform(3.0, 4.0))
+            changes.scale_normal_tissue(np.maximum(rim - w, 0.0), rng.uniform(1.3, 1.6), rng.uniform(1.2, 1.5), box)
+            changes.scale_normal_tissue(w, rng.uniform(1.8, 2.6), rng.uniform(3.0, 4.0), box)
             added["old_infarcts"] += 1
     if rng.random() < 0.1:
         site = lambda i: (anat.region[i] == REGION_CEREBRUM) & (anat.depth[i] < 30) & (anat.tissue[i] > 0.8)  # noqa: E731
         for seed in _random_voxels(anat, rng, site, 1):
             box, w = _blob(anat, seed, float(rng.uniform(4.0, 15.0)), rng)
-            _apply(changes, box, w, rng.uniform(1.6, 2.2), rng.uniform(1.05, 1.4))
+            changes.scale_normal_tissue(w, rng.uniform(1.6, 2.2), rng.uniform(1.05, 1.4), box)
             added["shine_through"] += 1
     return added

@@ -65,6 +65,13 @@ class TissueChanges:
         ones = np.ones(shape, np.float32)
         return cls(ones, ones.copy(), np.zeros(shape, np.float32), ones.copy(), ones.copy())
 
+    def scale_normal_tissue(self, weight: np.ndarray, s0_gain: float, adc_gain: float,
+                            box: tuple[slice, slice, slice] = (slice(None),) * 3) -> None:
+        """Multiply normal tissue's S0 and ADC in ``box`` by 1 + (gain - 1) * weight: the full gain where the weight
+        is 1, none where it is 0 (mimics and normal variants blend in this way)."""
+        self.s0_factor[box] *= 1.0 + np.float32(s0_gain - 1.0) * weight
+        self.adc_factor[box] *= 1.0 + np.float32(adc_gain - 1.0) * weight
+
 
 def add_texture(changes: TissueChanges, anatomy: Anatomy, props: TissueProperties, rng: np.random.Generator) -> None:
     """Smooth, few-percent variation of S0 and ADC within tissue, as real parenchyma is never uniform."""

@@ -37,11 +37,10 @@ def add_bright_cortex(anat: Anatomy, changes: TissueChanges, rng: np.random.Gene
     # and small ones reach it just before the pole. Kept so that seed 2028 (the bundled model's data) reproduces.
     pole = np.minimum(np.abs(anat.model_xyz[1]) / np.float32(_POLE_Y_MM * anat.params.scale[1]), 1.0) ** 2
     weight = ramp((noise + np.float32(pole_bonus) * pole - np.float32(level)) / np.float32(0.5))
-    grey_share = np.where(anat.region == REGION_CEREBRUM, anat.gm / np.maximum(anat.tissue, np.float32(1e-3)), 0.0)
-    weight *= grey_share.astype(np.float32)
-    changes.s0_factor *= 1.0 + np.float32(s0_gain - 1.0) * weight
-    changes.adc_factor *= 1.0 + np.float32(adc_factor - 1.0) * weight
-    cortex = (anat.gm > 0.5) & (anat.region == REGION_CEREBRUM)
+    cerebrum = anat.region == REGION_CEREBRUM
+    weight *= np.where(cerebrum, anat.gm / np.maximum(anat.tissue, np.float32(1e-3)), np.float32(0.0))
+    changes.scale_normal_tissue(weight, s0_gain, adc_factor)
+    cortex = (anat.gm > 0.5) & cerebrum
     share = float(np.mean(weight[cortex] > 0.5)) if cortex.any() else 0.0
     return {"s0_gain": round(s0_gain, 3), "adc_factor": round(adc_factor, 3), "wavelength_mm": round(wavelength, 1),
             "pole_bonus": round(pole_bonus, 3), "share_of_cortex": round(share, 3)}
