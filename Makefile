@@ -37,15 +37,16 @@ bench: $(STAMP)
 STARTER := output/starter
 starter-model: $(STAMP)
 	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth1 --cases 120 --seed 2026 \
-		--p-receive-coil 0 --p-bright-cortex 0 --workers 2 --quiet
+		--p-receive-coil 0 --p-bright-cortex 0 --p-eddy-misregistration 0 --workers 2 --quiet
 	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth1 --out $(STARTER)/stage1 --fold 0 \
 		--config StrokeSegTrain/Resources/starter_config.json --quiet
 	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth2 --cases 240 --seed 2027 \
-		--p-bright-cortex 0 --workers 2 --quiet
+		--p-bright-cortex 0 --p-eddy-misregistration 0 --workers 2 --quiet
 	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth2 --out $(STARTER)/stage2 --fold 0 \
 		--config StrokeSegTrain/Resources/starter_finetune_config.json \
 		--init-from $(STARTER)/stage1/fold_0/model.safetensors --quiet
-	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth3 --cases 360 --seed 2028 --workers 2 --quiet
+	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth3 --cases 360 --seed 2028 \
+		--p-eddy-misregistration 0 --workers 2 --quiet
 	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth3 --out $(STARTER)/stage3 --fold 0 \
 		--config StrokeSegTrain/Resources/starter_finetune_config.json \
 		--init-from $(STARTER)/stage2/fold_0/model.safetensors --quiet

@@ -15,9 +15,10 @@ from StrokeSegTrainLib.cli import main as train_main
 from StrokeSegTrainLib.synth.acquisition import ADC_UNITS, sample_acquisition
 from StrokeSegTrainLib.synth.anatomy import build_anatomy, draw_fields, sample_head
 from StrokeSegTrainLib.synth.dataset import MANIFEST_NAME, case_paths
+from StrokeSegTrainLib.synth.eddy import MAX_DISPLACEMENT_MM, EddyMisregistration, phase_encoding_axes
 from StrokeSegTrainLib.synth.fields import AxisGrid
 from StrokeSegTrainLib.synth.generator import SynthConfig, generate_case
-from StrokeSegTrainLib.synth.geometry import sample_geometry
+from StrokeSegTrainLib.synth.geometry import ScanGeometry, sample_geometry
 from StrokeSegTrainLib.synth.lesions import (CLAIMED_CORE_RATIO, CLAIMED_MASK_RATIO_MAX, RIM_ADC_FACTOR,
                                              VOLUME_RANGE_ML, sample_lesion_plan)
 from StrokeSegTrainLib.synth.montage import save_montage
@@ -270,3 +271,53 @@ def test_receive_coil_brightens_the_periphery_on_dwi_but_leaves_adc_alone():
     gain_core = np.median(dwi1[core] / np.maximum(dwi0[core], 1e-6))
     assert gain_shell > 1.1 * gain_core
     assert abs(np.median(adc1[tissue] - adc0[tissue])) < 0.02 * np.median(adc0[tissue])
+
+
+def _axial_geometry(direction: np.ndarray) -> ScanGeometry:
+    """A 20 x 30 x 10 grid of 2 x 2 x 4 mm, slices along k, head unrotated."""
+    return ScanGeometry(size=(20, 30, 10), spacing=(2.0, 2.0, 4.0), origin=(0.0, 0.0, 0.0),
+                        direction=tuple(direction.ravel()), head_rotation=np.eye(3), head_translation=np.zeros(3),
+                        slice_axis=2)
+
+
+def test_eddy_misregistration_moves_the_b0_image_along_phase_encoding_only():
+    """A step edge across j moves by shift / spacing voxels along j and nowhere else; A-P phase encoding is the
+    in-plane axis along the head's y, whichever index axis stores it."""
+    geom = _axial_geometry(np.eye(3))
+    assert phase_encoding_axes(geom, anterior_posterior=True) == (1, 0)
+    assert phase_encoding_axes(geom, anterior_posterior=False) == (0, 1)
+    transposed = _axial_geometry(np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    assert phase_encoding_axes(transposed, anterior_posterior=True) == (0, 1)
+    s0 = np.zeros((10, 30, 20), np.float32)
+    s0[:, 15:, :] = 1.0  # tissue from j = 15 on
+    moved = EddyMisregistration(pe_axis=1, ro_axis=0, shift_mm=2.0, scale=0.0, shear=0.0).apply(s0, geom)
+    np.testing.assert_array_equal(moved[:, 14:, :], 1.0)  # sampled 1 voxel further on: the edge comes 1 closer
+    np.testing.assert_array_equal(moved[:, :14, :], 0.0)
+    capped = EddyMisregistration(pe_axis=1, ro_axis=0, shift_mm=10.0, scale=0.0, shear=0.0)
+    assert np.all(capped.displacement_mm(geom) == MAX_DISPLACEMENT_MM)
+    scaled = EddyMisregistration(pe_axis=1, ro_axis=0, shift_mm=0.0, scale=0.05, shear=0.0)
+    d = scaled.displacement_mm(geom)
+    expected = 0.05 * (np.arange(30) - 14.5) * 2.0  # scale * distance (mm) from the grid centre along j
+    np.testing.assert_allclose(np.broadcast_to(d, (10, 30, 20))[4, :, 7], expected, atol=1e-5)
+    across = EddyMisregistration(pe_axis=0, ro_axis=1, shift_mm=2.0, scale=0.0, shear=0.0).apply(s0, geom)
+    np.testing.assert_array_equal(across, s0)  # an edge along the phase-encoding axis does not move
+
+
+def test_eddy_misregistration_biases_adc_at_tissue_edges_and_leaves_dwi_and_mask_alone():
+    """The same case with and without eddy currents (own random stream): identical DWI and mask; ADC unchanged
+    inside homogeneous tissue but off by tens of per cent in both directions along edges, the infarct look-alike."""
+    config = dict(p_stripped=1.0, p_no_lesion=0.0, p_bright_cortex=0.0, p_receive_coil=0.0)
+    plain = generate_case(SEED, 3, SynthConfig(p_eddy_misregistration=0.0, **config))
+    eddy = generate_case(SEED, 3, SynthConfig(p_eddy_misregistration=1.0, **config))
+    assert plain.info["eddy_misregistration"] is None
+    assert abs(eddy.info["eddy_misregistration"]["scale"]) > 0.01
+    dwi0, adc0, mask0 = _arrays(plain)
+    dwi1, adc1, mask1 = _arrays(eddy)
+    assert np.array_equal(dwi0, dwi1) and np.array_equal(mask0, mask1)
+    tissue = _normal_tissue(adc0, mask0, plain.acquired.brain_mask)
+    change = adc1[tissue] / adc0[tissue] - 1.0
+    assert abs(np.median(change)) < 0.01
+    assert np.percentile(change, 2) < -0.15 and np.percentile(change, 98) > 0.15
+    edge = ndimage.gaussian_gradient_magnitude(adc0, 1.0)[tissue]  # tissue and CSF edges show best on ADC
+    flat, steep = edge < np.percentile(edge, 20), edge > np.percentile(edge, 80)
+    assert np.median(np.abs(change[flat])) < 0.5 * np.median(np.abs(change[steep]))

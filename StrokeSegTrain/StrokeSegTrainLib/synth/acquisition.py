@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .eddy import EddyMisregistration
 from .fields import AxisGrid
 from .geometry import ScanGeometry
 from .mri_physics import adc_from_signals
@@ -184,17 +185,19 @@ class AcquiredCase:
 def acquire(fine: AxisGrid, s0: np.ndarray, sb: np.ndarray, lesion: np.ndarray, icv: np.ndarray,
             geom: ScanGeometry, acq: AcquisitionParams, b_value: float, wm_signal: float, rng: np.random.Generator,
             head: tuple[AxisGrid, np.ndarray, np.ndarray] | None = None, fine_mm: float = 1.0,
-            threads: int = 1) -> AcquiredCase:
+            threads: int = 1, eddy: EddyMisregistration | None = None) -> AcquiredCase:
     """Stored DWI, ADC (in ``acq.adc_units``) and lesion mask (partial-volume fraction >= 0.5).
 
     ``s0``/``sb``/``lesion``/``icv`` live on the brain's ``fine`` grid; ``head`` optionally adds the extracranial
-    signals from their own grid.
+    signals from their own grid; ``eddy`` displaces the b=0 signal relative to the DWI (see ``eddy``).
     """
     s0_t, sb_t = partial_volume_resample([s0, sb], fine, geom, fine_mm, threads)
     if head is not None:  # coarse and smooth: sub-samples as far apart as its own voxels
         h0, hb = partial_volume_resample([head[1], head[2]], head[0], geom, head[0].spacing, threads)
         s0_t += h0
         sb_t += hb
+    if eddy is not None:
+        s0_t = eddy.apply(s0_t, geom)
     (icv_t,) = partial_volume_resample([icv], fine, geom, None, threads)
     sparse = _nonzero_subgrid(lesion, fine)
     les_t = (partial_volume_resample([sparse[0]], sparse[1], geom, fine_mm, threads)[0] if sparse is not None

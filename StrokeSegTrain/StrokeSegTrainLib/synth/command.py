@@ -26,6 +26,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="share of cases whose receive-coil profile brightens the brain's periphery (default 0.5)")
     p.add_argument("--p-bright-cortex", type=float, default=None,
                    help="share of cases with patches of normal cortex that are bright on DWI (default 0.5)")
+    p.add_argument("--p-eddy-misregistration", type=float, default=None,
+                   help="share of cases whose b=0 image is shifted against the DWI by eddy currents, which biases "
+                        "ADC at tissue edges (default 0.5)")
     p.add_argument("--montage", type=Path, default=None, help="also save a PNG of the first (up to 6) cases")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run_synth)
@@ -41,7 +44,8 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.cases < 1 or args.workers < 1:
         raise StrokeSegError("--cases and --workers must be at least 1")
     given = (("p_stripped", args.p_stripped), ("p_no_lesion", args.p_no_lesion),
-             ("p_receive_coil", args.p_receive_coil), ("p_bright_cortex", args.p_bright_cortex))
+             ("p_receive_coil", args.p_receive_coil), ("p_bright_cortex", args.p_bright_cortex),
+             ("p_eddy_misregistration", args.p_eddy_misregistration))
     overrides = {k: v for k, v in given if v is not None}
     for name, value in overrides.items():
         if not 0.0 <= value <= 1.0:

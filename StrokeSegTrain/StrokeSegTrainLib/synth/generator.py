@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from .acquisition import ADC_UNITS, AcquiredCase, acquire, sample_acquisition
 from .anatomy import BRAIN_BOX_MODEL, anatomy_box, build_anatomy, draw_fields, sample_head
 from .artifacts import BiasField, ReceiveCoilProfile, susceptibility_gain
+from .eddy import sample_eddy_misregistration
 from .extracranial import build_head
 from .fields import AxisGrid, covering_grid
 from .geometry import ScanGeometry, sample_geometry
@@ -22,8 +23,9 @@ from .mri_physics import (TissueChanges, add_regional_variation, add_texture, he
                           synthesize_signals)
 from .normal_variants import add_bright_cortex
 
+# Append only: a new stream must not reshuffle the existing ones.
 _STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics", "geometry", "acquisition",
-            "noise", "artefacts", "coil", "cortex")  # append only: a new stream must not reshuffle the existing ones
+            "noise", "artefacts", "coil", "cortex", "eddy")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class SynthConfig:
     p_receive_coil: float = 0.5
     #: Share of cases with patches of normal cortex that are bright on DWI (see ``normal_variants``).
     p_bright_cortex: float = 0.5
+    #: Share of cases whose b=0 image is misregistered to the DWI by eddy currents (see ``eddy``).
+    p_eddy_misregistration: float = 0.5
     threads: int = 1
 
 
@@ -118,10 +122,13 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         if coil is not None:
             g *= coil.on_grid(head_grid)
         head_signals_ = (head_grid, h0 * g, hb * g)
+    eddy_rng = rngs["eddy"]
+    eddy = (sample_eddy_misregistration(eddy_rng, geom) if eddy_rng.random() < config.p_eddy_misregistration
+            else None)
     lesion_fraction = changes.lesion * anat.tissue
     wm_signal = float(np.exp(-props.b_value * props.adc["wm"]))
     acquired = acquire(grid, s0, sb, lesion_fraction, anat.icv, geom, acq, props.b_value, wm_signal, rngs["noise"],
-                       head=head_signals_, fine_mm=config.fine_mm, threads=config.threads)
+                       head=head_signals_, fine_mm=config.fine_mm, threads=config.threads, eddy=eddy)
 
     voxel_ml = float(np.prod(geom.spacing)) / 1000.0
     mask_voxels = int(sitk.GetArrayViewFromImage(acquired.mask).sum())
@@ -143,6 +150,7 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         "receive_coil": coil.describe() if coil is not None else None,
         "susceptibility_artefact": sus is not None, "atrophy": round(head.atrophy, 3), "mimics": mimics,
         "regional": regional, "bright_cortex": bright_cortex,
+        "eddy_misregistration": eddy.describe() if eddy is not None else None,
     }
     return SynthCase(case_id=cid, dwi=acquired.dwi, adc=acquired.adc, mask=acquired.mask, info=info,
                      acquired=acquired)
