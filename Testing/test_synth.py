@@ -22,6 +22,8 @@ from StrokeSegTrainLib.synth.geometry import ScanGeometry, sample_geometry
 from StrokeSegTrainLib.synth.lesions import (CLAIMED_CORE_RATIO, CLAIMED_MASK_RATIO_MAX, RIM_ADC_FACTOR,
                                              VOLUME_RANGE_ML, sample_lesion_plan)
 from StrokeSegTrainLib.synth.montage import save_montage
+from StrokeSegTrainLib.synth.normal_variants import (SYMMETRIC_ADC_FACTOR, add_symmetric_bright_cortex,
+                                                     mirrored_noise)
 from StrokeSegTrainLib.synth.mri_physics import (TissueChanges, adc_from_signals, sample_tissue_properties,
                                                  synthesize_signals)
 
@@ -321,3 +323,52 @@ def test_eddy_misregistration_biases_adc_at_tissue_edges_and_leaves_dwi_and_mask
     edge = ndimage.gaussian_gradient_magnitude(adc0, 1.0)[tissue]  # tissue and CSF edges show best on ADC
     flat, steep = edge < np.percentile(edge, 20), edge > np.percentile(edge, 80)
     assert np.median(np.abs(change[flat])) < 0.5 * np.median(np.abs(change[steep]))
+
+
+def test_symmetric_bright_cortex_is_the_same_on_both_sides_of_the_midline():
+    """The patch field takes equal values at mirror points, and on an anatomy the brightened cortex of the left and
+    the right hemisphere covers the same places (front-back, up-down) with the same gain."""
+    rng = np.random.default_rng(11)
+    pts = rng.uniform(-60.0, 60.0, (3, 500)).astype(np.float32)
+    both = mirrored_noise(np.random.default_rng(3), 30.0, np.concatenate([pts[0], -pts[0]]),
+                          np.tile(pts[1], 2), np.tile(pts[2], 2))
+    np.testing.assert_allclose(both[:500], both[500:], atol=1e-5)
+    assert both.std() > 0.3  # a field, not a constant
+
+    head = sample_head(rng)
+    grid = AxisGrid((-80.0, -100.0, -70.0), 2.0, (70, 100, 80))
+    anat = build_anatomy(head, grid, draw_fields(rng, head))
+    changes = TissueChanges.none(grid.shape)
+    info = add_symmetric_bright_cortex(anat, changes, np.random.default_rng(4))
+    assert info["share_of_cortex"] > 0.02 and min(SYMMETRIC_ADC_FACTOR) <= info["adc_factor"] <= max(
+        SYMMETRIC_ADC_FACTOR)
+    gain = changes.s0_factor - 1.0
+    x, y, z = (np.broadcast_to(c, grid.shape) for c in anat.model_xyz)
+    bright = gain > 0.05
+    # Histogram the brightened cortex over (y, z) separately for each hemisphere: mirror images match closely.
+    bins = (np.linspace(-90, 90, 10), np.linspace(-85, 70, 9))
+    left = np.histogram2d(y[bright & (x < 0)], z[bright & (x < 0)], bins=bins, weights=gain[bright & (x < 0)])[0]
+    right = np.histogram2d(y[bright & (x > 0)], z[bright & (x > 0)], bins=bins, weights=gain[bright & (x > 0)])[0]
+    assert left.sum() > 0 and 0.75 < left.sum() / right.sum() < 1.33
+    assert np.corrcoef(left.ravel(), right.ravel())[0, 1] > 0.85
+    adc_bright = changes.adc_factor[gain > 0.5 * (info["s0_gain"] - 1.0)]
+    assert np.median(adc_bright) < 0.97 and np.median(adc_bright) > min(SYMMETRIC_ADC_FACTOR) - 0.01
+
+
+def test_symmetric_bright_cortex_in_a_case_brightens_dwi_lowers_adc_mildly_and_leaves_the_mask():
+    """Off by default; when on (own random stream) the DWI brightens in patches whose ADC drops into the range of an
+    infarct's rim but not to its core, and the mask does not change."""
+    assert SynthConfig().p_symmetric_cortex == 0.0
+    config = dict(p_stripped=1.0, p_no_lesion=0.0, p_bright_cortex=0.0, p_receive_coil=0.0)
+    plain = generate_case(SEED, 8, SynthConfig(**config))
+    sym = generate_case(SEED, 8, SynthConfig(p_symmetric_cortex=1.0, **config))
+    assert plain.info["symmetric_cortex"] is None and sym.info["symmetric_cortex"]["share_of_cortex"] > 0.02
+    dwi0, adc0, mask0 = _arrays(plain)
+    dwi1, adc1, mask1 = _arrays(sym)
+    assert mask0.any() and np.array_equal(mask0, mask1)
+    tissue = _normal_tissue(adc0, mask0, plain.acquired.brain_mask)
+    gain = dwi1[tissue] / np.maximum(dwi0[tissue], 1e-6)
+    patch = gain > 1.1
+    assert patch.sum() > 200
+    ratio = np.median(adc1[tissue][patch] / adc0[tissue][patch])
+    assert min(SYMMETRIC_ADC_FACTOR) - 0.03 < ratio < 0.97

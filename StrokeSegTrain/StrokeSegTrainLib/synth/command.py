@@ -29,6 +29,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--p-eddy-misregistration", type=float, default=None,
                    help="share of cases whose b=0 image is shifted against the DWI by eddy currents, which biases "
                         "ADC at tissue edges (default 0.5)")
+    p.add_argument("--p-symmetric-cortex", type=float, default=None,
+                   help="share of cases with mirror-symmetric bright cortex whose ADC is mildly low, a normal look "
+                        "that only symmetry tells from an infarct (default 0)")
     p.add_argument("--montage", type=Path, default=None, help="also save a PNG of the first (up to 6) cases")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run_synth)
@@ -45,7 +48,8 @@ def run_synth(args: argparse.Namespace) -> int:
         raise StrokeSegError("--cases and --workers must be at least 1")
     given = (("p_stripped", args.p_stripped), ("p_no_lesion", args.p_no_lesion),
              ("p_receive_coil", args.p_receive_coil), ("p_bright_cortex", args.p_bright_cortex),
-             ("p_eddy_misregistration", args.p_eddy_misregistration))
+             ("p_eddy_misregistration", args.p_eddy_misregistration),
+             ("p_symmetric_cortex", args.p_symmetric_cortex))
     overrides = {k: v for k, v in given if v is not None}
     for name, value in overrides.items():
         if not 0.0 <= value <= 1.0:

@@ -21,11 +21,11 @@ from .lesions import VOLUME_RANGE_ML, render_lesions, sample_lesion_plan
 from .mimics import add_mimics
 from .mri_physics import (TissueChanges, add_regional_variation, add_texture, head_signals, sample_tissue_properties,
                           synthesize_signals)
-from .normal_variants import add_bright_cortex
+from .normal_variants import add_bright_cortex, add_symmetric_bright_cortex
 
 # Append only: a new stream must not reshuffle the existing ones.
 _STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics", "geometry", "acquisition",
-            "noise", "artefacts", "coil", "cortex", "eddy")
+            "noise", "artefacts", "coil", "cortex", "eddy", "symmetry")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class SynthConfig:
     p_bright_cortex: float = 0.5
     #: Share of cases whose b=0 image is misregistered to the DWI by eddy currents (see ``eddy``).
     p_eddy_misregistration: float = 0.5
+    #: Share of cases with mirror-symmetric bright cortex of mildly low ADC (``normal_variants``; off by default).
+    p_symmetric_cortex: float = 0.0
     threads: int = 1
 
 
@@ -96,6 +98,9 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
     cortex_rng = rngs["cortex"]
     bright = cortex_rng.random() < config.p_bright_cortex
     bright_cortex = add_bright_cortex(anat, changes, cortex_rng) if bright else None
+    symmetry_rng = rngs["symmetry"]
+    symmetric_cortex = (add_symmetric_bright_cortex(anat, changes, symmetry_rng)
+                        if symmetry_rng.random() < config.p_symmetric_cortex else None)
     mimics = add_mimics(anat, changes, rngs["mimics"])
     lesions = render_lesions(plan, anat, changes, rngs["lesions"])
     s0, sb = synthesize_signals(anat, props, changes)
@@ -151,6 +156,7 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         "susceptibility_artefact": sus is not None, "atrophy": round(head.atrophy, 3), "mimics": mimics,
         "regional": regional, "bright_cortex": bright_cortex,
         "eddy_misregistration": eddy.describe() if eddy is not None else None,
+        "symmetric_cortex": symmetric_cortex,
     }
     return SynthCase(case_id=cid, dwi=acquired.dwi, adc=acquired.adc, mask=acquired.mask, info=info,
                      acquired=acquired)

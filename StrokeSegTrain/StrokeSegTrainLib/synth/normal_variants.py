@@ -8,13 +8,18 @@ highest rim ADC a generated infarct can have (``lesions.RIM_ADC_FACTOR``), which
 
 Patches are the super-level set of band-limited noise plus a bonus that grows towards the poles, applied to the grey
 matter share of each voxel only. They multiply S0 (and ADC by 0.90-1.02), never the lesion mask.
+
+A second variant, off by default, is bilateral and mirror-symmetric: the same cortex on both sides of the midline
+is bright with an ADC of 0.78-0.95 of normal, low enough to overlap an infarct's rim. Radiologists read such
+symmetric signal as normal (regional cortical ADC, artefact) because infarcts follow one vessel's territory; with it
+the model has to learn symmetry rather than an ADC cut-off.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .anatomy import BRAIN_BOX_MODEL, REGION_CEREBRUM, Anatomy
-from .fields import band_limited_noise, ramp
+from .fields import band_limited_noise, covering_grid, ramp
 from .mri_physics import TissueChanges
 
 #: S0 gain at the centre of a patch (DWI brightens by about the same factor, as ADC barely changes).
@@ -39,6 +44,41 @@ def add_bright_cortex(anat: Anatomy, changes: TissueChanges, rng: np.random.Gene
     weight = ramp((noise + np.float32(pole_bonus) * pole - np.float32(level)) / np.float32(0.5))
     cerebrum = anat.region == REGION_CEREBRUM
     weight *= np.where(cerebrum, anat.gm / np.maximum(anat.tissue, np.float32(1e-3)), np.float32(0.0))
+    changes.scale_normal_tissue(weight, s0_gain, adc_factor)
+    cortex = (anat.gm > 0.5) & cerebrum
+    share = float(np.mean(weight[cortex] > 0.5)) if cortex.any() else 0.0
+    return {"s0_gain": round(s0_gain, 3), "adc_factor": round(adc_factor, 3), "wavelength_mm": round(wavelength, 1),
+            "pole_bonus": round(pole_bonus, 3), "share_of_cortex": round(share, 3)}
+
+
+#: Symmetric variant: S0 gain and ADC factor at the centre of a patch (the ADC range reaches into the rim's).
+SYMMETRIC_S0_GAIN = (1.15, 1.6)
+SYMMETRIC_ADC_FACTOR = (0.78, 0.95)
+
+
+def mirrored_noise(rng: np.random.Generator, wavelength_mm: float, x: np.ndarray, y: np.ndarray, z: np.ndarray
+                   ) -> np.ndarray:
+    """max(n(x, y, z), n(-x, y, z)) of one band-limited noise field n in the model frame: equal at mirror points."""
+    field = band_limited_noise(rng, covering_grid(*BRAIN_BOX_MODEL, spacing=wavelength_mm / 4.0), wavelength_mm)
+    return np.maximum(field.sample(x, y, z), field.sample(-x, y, z))
+
+
+def add_symmetric_bright_cortex(anat: Anatomy, changes: TissueChanges, rng: np.random.Generator) -> dict:
+    """Brighten mirror-symmetric patches of cerebral cortex on both sides, more of them near the poles; returns the
+    parameters drawn and the share of cortex affected (weight > 0.5)."""
+    wavelength = float(rng.uniform(25.0, 50.0))
+    pole_bonus = float(rng.uniform(0.5, 2.0))
+    level = float(rng.uniform(1.0, 1.8))  # the maximum of two noises is higher than one: a higher level
+    s0_gain = float(rng.uniform(*SYMMETRIC_S0_GAIN))
+    adc_factor = float(rng.uniform(*SYMMETRIC_ADC_FACTOR))
+    cerebrum = anat.region == REGION_CEREBRUM
+    where = cerebrum & (anat.gm > 0.01)
+    x, y, z = (np.broadcast_to(c, anat.grid.shape)[where] for c in anat.model_xyz)
+    pole = np.minimum(np.abs(y) / np.float32(_POLE_Y_MM), 1.0) ** 2
+    noise = mirrored_noise(rng, wavelength, x, y, z)
+    weight = np.zeros(anat.grid.shape, np.float32)
+    weight[where] = ramp((noise + np.float32(pole_bonus) * pole - np.float32(level)) / np.float32(0.5))
+    weight[where] *= anat.gm[where] / np.maximum(anat.tissue[where], np.float32(1e-3))
     changes.scale_normal_tissue(weight, s0_gain, adc_factor)
     cortex = (anat.gm > 0.5) & cerebrum
     share = float(np.mean(weight[cortex] > 0.5)) if cortex.any() else 0.0
