@@ -26,7 +26,7 @@ from slicer.ScriptedLoadableModule import (
 EPOCH_LINE = re.compile(r"^\s*epoch\s+(\d+)\s*/\s*(\d+)\b")
 DEVICES = ["auto", "cuda", "mps", "cpu"]
 #: Fine-tuning the bundled starter model: its network and preprocessing with a shorter schedule (the recipe's
-#: stages 2 and 3).
+#: stages 2 to 4).
 STARTER_MODEL_ID = "strokeseg-starter"
 FINETUNE_CONFIG = Path(__file__).resolve().parent / "Resources" / "starter_finetune_config.json"
 

@@ -42,7 +42,14 @@ def add_bright_cortex(anat: Anatomy, changes: TissueChanges, rng: np.random.Gene
     # and small ones reach it just before the pole. Kept so that seed 2028 (the bundled model's data) reproduces.
     pole = np.minimum(np.abs(anat.model_xyz[1]) / np.float32(_POLE_Y_MM * anat.params.scale[1]), 1.0) ** 2
     weight = ramp((noise + np.float32(pole_bonus) * pole - np.float32(level)) / np.float32(0.5))
-    cerebrum = anat.region == REGION_CEREBRUM
+    return _brighten_grey_matter(anat, changes, weight, anat.region == REGION_CEREBRUM, s0_gain, adc_factor,
+                                 wavelength, pole_bonus)
+
+
+def _brighten_grey_matter(anat: Anatomy, changes: TissueChanges, weight: np.ndarray, cerebrum: np.ndarray,
+                          s0_gain: float, adc_factor: float, wavelength: float, pole_bonus: float) -> dict:
+    """Apply patch ``weight`` to the grey-matter share of cerebral voxels (in place) and describe the result: the
+    parameters drawn and the share of cortex affected (weight > 0.5). Both bright-cortex variants end here."""
     weight *= np.where(cerebrum, anat.gm / np.maximum(anat.tissue, np.float32(1e-3)), np.float32(0.0))
     changes.scale_normal_tissue(weight, s0_gain, adc_factor)
     cortex = (anat.gm > 0.5) & cerebrum
@@ -78,9 +85,4 @@ def add_symmetric_bright_cortex(anat: Anatomy, changes: TissueChanges, rng: np.r
     noise = mirrored_noise(rng, wavelength, x, y, z)
     weight = np.zeros(anat.grid.shape, np.float32)
     weight[where] = ramp((noise + np.float32(pole_bonus) * pole - np.float32(level)) / np.float32(0.5))
-    weight[where] *= anat.gm[where] / np.maximum(anat.tissue[where], np.float32(1e-3))
-    changes.scale_normal_tissue(weight, s0_gain, adc_factor)
-    cortex = (anat.gm > 0.5) & cerebrum
-    share = float(np.mean(weight[cortex] > 0.5)) if cortex.any() else 0.0
-    return {"s0_gain": round(s0_gain, 3), "adc_factor": round(adc_factor, 3), "wavelength_mm": round(wavelength, 1),
-            "pole_bonus": round(pole_bonus, 3), "share_of_cortex": round(share, 3)}
+    return _brighten_grey_matter(anat, changes, weight, cerebrum, s0_gain, adc_factor, wavelength, pole_bonus)
