@@ -16,6 +16,7 @@ from StrokeSegLib.brain_mask import compute_brain_mask, is_skull_stripped
 from StrokeSegLib.errors import GeometryError, InvalidImageError
 from StrokeSegLib.geometry import Grid
 from StrokeSegLib.synthetic import make_synthetic_case
+from StrokeSegTrainLib.synth.generator import generate_case
 
 OBLIQUE = (0.9848, -0.1736, 0.0, 0.1710, 0.9698, -0.1736, 0.0301, 0.1710, 0.9848)
 
@@ -99,6 +100,22 @@ def test_synthetic_case_with_and_without_skull_on_zero_background(skull: bool) -
     assert is_skull_stripped(case.dwi) is (not skull)
     mask = sitk.GetArrayFromImage(compute_brain_mask(case.dwi, case.adc)).astype(bool)
     assert dice(mask, truth) > (0.99 if not skull else 0.92)
+
+
+@pytest.mark.parametrize("index", [0, 13])
+def test_generated_atrophic_stripped_brain_keeps_all_its_tissue(index: int) -> None:
+    # Generated cases sub-synth0001 and 0014 of seed 2029: skull-stripped, atrophic (a thick CSF layer inside the
+    # stripping mask) with a receive-coil profile (bright periphery). Otsu among the non-zero voxels splits off the
+    # bright tail, so the brain looked deeper than 4 mm under the surface; the scan was taken for a whole head and
+    # its mask was a 65-91 mL fragment that lost the whole lesion (as in 44 of 72 stripped generated cases).
+    case = generate_case(2029, index)
+    assert case.info["skull_stripped"] and case.info["atrophy"] > 0.8 and case.info["receive_coil"]
+    assert is_skull_stripped(case.dwi)
+    mask = sitk.GetArrayFromImage(compute_brain_mask(case.dwi, case.adc)).astype(bool)
+    non_zero = sitk.GetArrayFromImage(case.dwi) != 0
+    assert mask[non_zero].mean() > 0.99
+    lesion = sitk.GetArrayFromImage(case.mask) > 0
+    assert lesion.any() and mask[lesion].all()
 
 
 def test_bad_input() -> None:
