@@ -41,9 +41,10 @@ STRIPPED_OUTER_LAYER_MM = 4.0
 #: stripped brain starts dark (CSF, partial volume), climbs without a dip to :data:`TISSUE_LEVEL` within
 #: :data:`STRIPPED_TISSUE_DEPTH_MM` and stays there for :data:`PROFILE_CONFIRM_MM`. A whole head on a zeroed
 #: background has scalp, then dark skull, then brain: it starts bright, dips, or reaches tissue level deeper.
-#: Measured (2 mm bands): generated stripped brains with atrophy reach it by 4-8 mm, real ISLES by 4-6 mm; heads on
+#: Measured (2 mm bands): generated stripped brains with atrophy mostly reach it by 4-8 mm (the most atrophic at
+#: 8-10 mm: still taken for whole heads, and their whole-head mask keeps the lesions), real ISLES by 4-6 mm; heads on
 #: a zeroed background (generated, and the real unstripped scan with its background cut) start at or above it, dip,
-#: or reach it at 8-10 mm or deeper.
+#: or reach it at 10 mm or deeper.
 STRIPPED_TISSUE_DEPTH_MM = 8.0
 PROFILE_BAND_MM = 2.0
 PROFILE_CONFIRM_MM = 4.0
