@@ -25,7 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/inference.py
 
-# Retrains the bundled starter model from scratch, on generated data only (never on real scans), in four stages:
+# Retrains the bundled starter model from scratch, on generated data only (never on real scans), in five stages:
 # 1. 120 cases (seed 2026, without the receive-coil profile, bright cortex and eddy currents, which the generator
 #    gained after this stage was fixed), trained from random weights (about 95 min on 2 CPU cores);
 # 2. 240 new cases (seed 2027, half of them with the receive-coil profile, none with bright cortex), fine-tuned from
@@ -33,8 +33,10 @@ bench: $(STAMP)
 # 3. 360 new cases (seed 2028, half with the receive-coil profile, half with patches of bright normal cortex),
 #    fine-tuned from stage 2 (about 70 min);
 # 4. 360 new cases (seed 2029, the generator's defaults: receive coil, bright cortex and eddy-current
-#    misregistration of the b=0 image, each in half), fine-tuned from stage 3 (about 70 min).
-# Each stage is evaluated on its own held-out generated cases; stage 4's model is bundled as
+#    misregistration of the b=0 image, each in half), fine-tuned from stage 3 (about 70 min);
+# 5. 360 new cases (seed 2032, the defaults plus mirror-symmetric bright cortex with mildly low ADC in half),
+#    fine-tuned from stage 4 (about 70 min).
+# Each stage is evaluated on its own held-out generated cases; stage 5's model is bundled as
 # StrokeSegLib/models/strokeseg-starter.safetensors.
 STARTER := output/starter
 starter-model: $(STAMP)
@@ -56,8 +58,13 @@ starter-model: $(STAMP)
 	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth4 --out $(STARTER)/stage4 --fold 0 \
 		--config StrokeSegTrain/Resources/starter_finetune_config.json \
 		--init-from $(STARTER)/stage3/fold_0/model.safetensors --quiet
-	$(PY) -m StrokeSegTrainLib.cli bundle --model $(STARTER)/stage4/fold_0/model.safetensors --id strokeseg-starter \
-		--provenance $(STARTER)/stage4/fold_0/validation/summary.json
+	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth5 --cases 360 --seed 2032 --p-symmetric-cortex 0.5 \
+		--workers 2 --quiet
+	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth5 --out $(STARTER)/stage5 --fold 0 \
+		--config StrokeSegTrain/Resources/starter_finetune_config.json \
+		--init-from $(STARTER)/stage4/fold_0/model.safetensors --quiet
+	$(PY) -m StrokeSegTrainLib.cli bundle --model $(STARTER)/stage5/fold_0/model.safetensors --id strokeseg-starter \
+		--provenance $(STARTER)/stage5/fold_0/validation/summary.json
 
 clean:
 	rm -rf $(VENV) output .pytest_cache
