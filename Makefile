@@ -35,7 +35,7 @@ bench: $(STAMP)
 # 4. 360 new cases (seed 2029, the generator's defaults: receive coil, bright cortex and eddy-current
 #    misregistration of the b=0 image, each in half), fine-tuned from stage 3 (about 70 min);
 # 5. 360 new cases (seed 2032, the defaults plus mirror-symmetric bright cortex with mildly low ADC in half),
-#    fine-tuned from stage 4 (about 70 min).
+#    fine-tuned from stage 4 (about 65 min).
 # Each stage is evaluated on its own held-out generated cases; stage 5's model is bundled as
 # StrokeSegLib/models/strokeseg-starter.safetensors.
 STARTER := output/starter

@@ -1,8 +1,8 @@
 """The bundled starter model on the real ISLES scans it never saw: a guard against shipping a much worse one.
 
-The floor sits below what the model card reports (mean Dice 0.525; stage 3 had 0.555) by a margin for CPU
-non-determinism, and above stage 2 (0.455), stage 1 (0.45), the classical ADC-threshold rule (0.26) and the first
-starter model (0.37): re-bundling a model that falls back to those levels fails here.
+The floor is the starter-model issue's target, mean Dice 0.60: the model card reports 0.620 for the bundled stage 5.
+Stage 4 (0.525), stage 3 (0.555), stage 2 (0.455), stage 1 (0.45), the classical ADC-threshold rule (0.26) and the
+first starter model (0.37) all fall below it, so re-bundling any of them fails here.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from StrokeSegLib.model_file import load_model
 from StrokeSegLib.segmentation import segment_images
 
 CASES = ("sub-strokecase0002", "sub-strokecase0003", "sub-strokecase0009")
-MEAN_DICE_FLOOR = 0.50
+MEAN_DICE_FLOOR = 0.60
 
 
 def test_bundled_model_expects_physical_adc() -> None:
