@@ -32,6 +32,7 @@ def test_partial_file_round_trip(tmp_path) -> None:
     ({"patch_size": [30, 64, 64]}, "divisible by 16"),
     ({"optim": {"scheduler": "cosine"}}, "plateau"),
     ({"foreground_fraction": 1.5}, "foreground_fraction"),
+    ({"foreground_sampling": "component"}, "foreground_sampling"),
 ])
 def test_bad_files_are_refused(tmp_path, content, message) -> None:
     path = tmp_path / "c.json"

@@ -88,3 +88,50 @@ def test_ranks_get_disjoint_shares_and_prefetch_keeps_order() -> None:
     direct = [sampler.make_batch(p)[0] for p in plan]
     threaded = [image for _, image, _ in sampler.iterate(plan, prefetch=2)]
     assert all(np.array_equal(x, y) for x, y in zip(direct, threaded)) and len(threaded) == 5
+
+
+def _big_and_tiny_lesion_case() -> FakeCase:
+    """A 1,000-voxel infarct and a single-voxel embolus too far apart to share an 8-voxel patch."""
+    shape = (40, 40, 40)
+    mask = np.zeros(shape, np.uint8)
+    mask[2:12, 2:12, 2:12] = 1
+    mask[34, 34, 34] = 1
+    image = mask[None].astype(np.float32)
+    image[0, 34, 34, 34] = 2.0                 # marks the embolus in the image channel
+    return FakeCase(image, mask, np.argwhere(mask).astype(np.int32), ((0, 0, 0), shape))
+
+
+def _share_with_tiny_lesion(sampling: str) -> float:
+    sampler = PatchSampler([_big_and_tiny_lesion_case()], (8, 8, 8), 4, foreground_fraction=1.0, seed=3,
+                           foreground_sampling=sampling)
+    tiny = []
+    for planned in sampler.plan_epoch(100):
+        image, mask = sampler.make_batch(planned)
+        assert all(m.any() for m in mask), "every foreground patch holds lesion"
+        tiny.extend(bool((i == 2.0).any()) for i in image)
+    return float(np.mean(tiny))
+
+
+def test_lesion_balanced_sampling_shows_a_tiny_lesion_as_often_as_a_large_one() -> None:
+    assert _share_with_tiny_lesion("voxel") < 0.02
+    assert 0.4 < _share_with_tiny_lesion("lesion") < 0.6
+
+
+def test_lesion_balanced_sampling_groups_voxels_by_26_connected_lesion() -> None:
+    from StrokeSegTrainLib.sampler import lesion_groups
+
+    mask = np.zeros((6, 6, 6), np.uint8)
+    mask[1, 1, 1] = mask[2, 2, 2] = 1          # corner neighbours: one lesion at 26-connectivity
+    mask[4, 4, 4] = 1
+    foreground = np.argwhere(mask).astype(np.int32)
+    groups = lesion_groups(mask, foreground)
+    assert sorted(len(g) for g in groups) == [1, 2]
+    assert sorted(int(i) for g in groups for i in g) == [0, 1, 2]
+    assert lesion_groups(np.zeros_like(mask), np.zeros((0, 3), np.int32)) == []
+
+
+def test_unknown_foreground_sampling_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="foreground_sampling"):
+        PatchSampler([_case()], (16, 16, 16), 2, foreground_sampling="component")

@@ -15,6 +15,8 @@ from typing import Any
 from StrokeSegLib.errors import StrokeSegError
 from StrokeSegLib.normalization import ADC_NORMALIZATIONS
 
+from .sampler import FOREGROUND_SAMPLING
+
 # Default patch (z, y, x) at the 2 mm network spacing: 128 x 192 x 192 mm. ISLES 2022 brains resampled to 2 mm are
 # about 73 x 112 x 112 voxels, so a patch spans the whole axial extent of the brain (the context a radiologist uses to
 # compare hemispheres) and more than half of it in z; every side is divisible by 16 for the 5-level U-Net.
@@ -119,6 +121,9 @@ class TrainConfig:
     patch_size: tuple[int, int, int] = DEFAULT_PATCH_SIZE
     batch_size: int = 2
     foreground_fraction: float = 0.33
+    #: "voxel": a foreground patch is centred on any lesion voxel alike; "lesion": on a lesion drawn uniformly among
+    #: the case's lesions first, so small lesions are seen as often as large ones (see ``sampler``).
+    foreground_sampling: str = "voxel"
     epochs: int = 300
     iterations_per_epoch: int = 250
     validate_every: int = 1
@@ -165,6 +170,8 @@ class TrainConfig:
                             f"{len(self.network.features)} network levels")
         if not 0.0 <= self.foreground_fraction <= 1.0:
             problems.append("foreground_fraction must be within 0..1")
+        if self.foreground_sampling not in FOREGROUND_SAMPLING:
+            problems.append(f"foreground_sampling must be one of {FOREGROUND_SAMPLING}, got {self.foreground_sampling!r}")
         if self.batch_size < 1 or self.iterations_per_epoch < 1 or self.epochs < 1:
             problems.append("batch_size, iterations_per_epoch and epochs must be at least 1")
         if not 0 <= self.average_last_epochs <= self.epochs:

@@ -199,7 +199,7 @@ class _Run:
         self.scaler = torch.amp.GradScaler("cuda", enabled=half == torch.float16)
         self.loss_fn = DeepSupervisionLoss(SegmentationLoss(c.loss))
         self.sampler = PatchSampler(self.train_cases, c.patch_size, c.batch_size, c.foreground_fraction, c.seed,
-                                    info.rank, info.world_size)
+                                    info.rank, info.world_size, c.foreground_sampling)
         if resuming:
             self._load(checkpoint_path)
         else:
