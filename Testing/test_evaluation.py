@@ -119,7 +119,17 @@ def test_evaluate_writes_consistent_report(tree, tmp_path):
     assert "same voxel grid" in summary["failed"][0]["error"] and "_msk.nii.gz" in summary["failed"][0]["error"]
     assert not result.ok
 
-    for name in ("dice_histogram.png", "dice_vs_volume.png"):
+    # Every expert lesion of the scored cases, found or not: a's box (108 voxels) is touched, a's single voxel is not,
+    # b's 32 voxels have no prediction at all; the voxel is 1.5 x 1.5 x 3 mm = 0.00675 mL.
+    lesions = list(csv.DictReader((out / "lesions.csv").read_text().splitlines()))
+    assert sorted((r["case_id"], round(float(r["volume_ml"]), 5), r["found"]) for r in lesions) == sorted([
+        (ids["a"], 0.729, "1"), (ids["a"], 0.00675, "0"), (ids["b"], 0.216, "0")])
+    detection = summary["lesion_detection"]
+    assert (detection["expert_lesions"], detection["found"]) == (3, 1)
+    assert (detection["predicted_lesions"], detection["false_lesions"]) == (1, 0)
+    assert [(b["found"], b["lesions"]) for b in detection["by_size"]][:3] == [(0, 1), (0, 1), (1, 1)]
+
+    for name in ("dice_histogram.png", "dice_vs_volume.png", "lesion_detection.png"):
         assert_real_png(out / name)
     assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted(f"{ids[k]}.png" for k in "abc")
     assert_real_png(out / "overlays" / f"{ids['a']}.png")
@@ -130,6 +140,7 @@ def test_evaluate_writes_consistent_report(tree, tmp_path):
     assert f"MISSING predictions (scored as empty): {ids['b']}" in text
     assert f"FAILED {ids['d']}" in text
     assert f"{np.mean(dices):.3f}" in text
+    assert "Expert lesions found, by size in mL: < 0.1 0/1, 0.1–0.5 0/1, 0.5–2 1/1; 0 of 1 predicted" in text
 
 
 def test_wrong_prediction_folder_is_refused(tree, tmp_path):

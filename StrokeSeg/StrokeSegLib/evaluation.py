@@ -6,6 +6,8 @@ writes) is compared with :func:`metrics.case_metrics`. Output, in ``out_dir``:
 * ``metrics.csv``: one row per scored case, columns ``case_id,dice,avd_ml,lesion_f1,alcd,gt_ml,pred_ml``;
 * ``summary.json``: counts, mean and median of each metric over all scored cases and over cases whose ground truth
   has lesions, the ``missing`` predictions and the ``failed`` cases;
+* ``lesions.csv``: every expert lesion, ``case_id,lesion,volume_ml,found`` (:mod:`lesion_detection`), summed by
+  size in ``summary.json`` (``lesion_detection``) and drawn in ``lesion_detection.png``;
 * ``dice_histogram.png``, ``dice_vs_volume.png`` and ``overlays/<case_id>.png`` (DWI, ADC, masks).
 
 Decisions, so that the numbers mean what they say:
@@ -29,16 +31,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 
 from .atomic import write_json_atomic, write_text_atomic
 from .errors import InputFileError, InvalidImageError, StrokeSegError
-from .metrics import METRIC_KEYS, case_metrics
+from .lesion_detection import LesionDetection, detect_lesions, detection_by_size
+from .metrics import METRIC_KEYS, case_metrics, voxel_volume_ml
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 CSV_COLUMNS: tuple[str, ...] = ("case_id",) + METRIC_KEYS
 METRICS_CSV = "metrics.csv"
 SUMMARY_JSON = "summary.json"
+LESIONS_CSV = "lesions.csv"
 STAGE = "Evaluating"
 
 
@@ -59,6 +64,7 @@ class EvaluationReport:
     summary: dict = field(default_factory=dict)  # the content of summary.json
     missing: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)  # {"case_id", "error"}
+    lesions: dict[str, LesionDetection] = field(default_factory=dict)  # case_id -> which expert lesions were found
     overlays: list[Path] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # non-fatal problems (overlays not drawn)
@@ -171,6 +177,29 @@ def _csv_text(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def _lesions_csv_text(lesions: dict[str, LesionDetection]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("case_id", "lesion", "volume_ml", "found"))
+    for case_id, detection in lesions.items():
+        for number, (volume, found) in enumerate(zip(detection.volumes_ml, detection.found), start=1):
+            writer.writerow((case_id, number, format(volume, ".10g"), int(found)))
+    return buffer.getvalue()
+
+
+def lesion_detection_summary(lesions: dict[str, LesionDetection]) -> dict:
+    """Expert lesions found, by size bin and in all, and the predicted lesions that touch none."""
+    volumes = [v for d in lesions.values() for v in d.volumes_ml]
+    found = [f for d in lesions.values() for f in d.found]
+    return {
+        "expert_lesions": len(volumes),
+        "found": int(sum(found)),
+        "predicted_lesions": sum(d.predicted_lesions for d in lesions.values()),
+        "false_lesions": sum(d.false_lesions for d in lesions.values()),
+        "by_size": detection_by_size(volumes, found),
+    }
+
+
 def _draw_overlay(case, out_path: Path, gt: sitk.Image, pred: sitk.Image | None, row: dict) -> None:
     from .imageio import read_image
     from .visualize import overlay_png
@@ -233,6 +262,10 @@ def evaluate(
             continue
         row = {"case_id": case.case_id, **scores}
         result.rows.append(row)
+        expert = sitk.GetArrayViewFromImage(gt)
+        result.lesions[case.case_id] = detect_lesions(
+            expert, np.zeros(expert.shape, bool) if pred is None else sitk.GetArrayViewFromImage(pred),
+            voxel_volume_ml(gt))
         if overlays:
             out_path = out_dir / "overlays" / f"{case.case_id}.png"
             try:
@@ -242,12 +275,19 @@ def evaluate(
                 result.notes.append(f"{case.case_id}: overlay not drawn: {exc}")
     report(progress, STAGE, 1.0)
 
+    detection = lesion_detection_summary(result.lesions)
     result.summary, result.plots = write_metrics_report(
         result.rows, out_dir,
         extra={"missing": list(result.missing), "failed": list(result.failed), "pred_dir": str(pred_dir),
-               "gt_root": str(gt_root)},
+               "gt_root": str(gt_root), "lesion_detection": detection},
         notes="Native-space ISLES 2022 metrics; missing predictions are scored as empty masks; failed cases have no row.",
     )
+    write_text_atomic(out_dir / LESIONS_CSV, _lesions_csv_text(result.lesions))
+    if result.rows:
+        from .visualize import lesion_detection_png  # matplotlib only when drawing
+
+        result.plots.append(lesion_detection_png(out_dir / "lesion_detection.png", detection["by_size"],
+                                                 detection["false_lesions"], detection["predicted_lesions"]))
     if result.missing:
         warnings.warn(f"{len(result.missing)} prediction(s) missing in {pred_dir}, scored as empty: "
                       + ", ".join(result.missing), MissingPredictionWarning, stacklevel=2)
@@ -274,13 +314,18 @@ def format_summary(result: EvaluationReport) -> str:
     for key in METRIC_KEYS:
         lines.append(f"{names[key]:<12}{_fmt(s['mean'].get(key)):>10}{_fmt(s['median'].get(key)):>10}   "
                      f"{_fmt(lesion['mean'].get(key)):>18}{_fmt(lesion['median'].get(key)):>10}")
+    detection = s.get("lesion_detection")
+    if detection and detection["expert_lesions"]:
+        bins = ", ".join(f"{b['label']} {b['found']}/{b['lesions']}" for b in detection["by_size"] if b["lesions"])
+        lines.append(f"Expert lesions found, by size in mL: {bins}; {detection['false_lesions']} of "
+                     f"{detection['predicted_lesions']} predicted lesions touch none")
     if result.missing:
         lines.append(f"MISSING predictions (scored as empty): {', '.join(result.missing)}")
     for failure in result.failed:
         lines.append(f"FAILED {failure['case_id']}: {failure['error']}")
     for note in result.notes:
         lines.append(f"note: {note}")
-    lines.append(f"Report: {result.metrics_csv}, {result.summary_json.name}, "
+    lines.append(f"Report: {result.metrics_csv}, {result.summary_json.name}, {LESIONS_CSV}, "
                  + ", ".join(p.name for p in result.plots)
                  + (f", {len(result.overlays)} overlay(s) in {result.out_dir / 'overlays'}" if result.overlays else ""))
     return "\n".join(lines)

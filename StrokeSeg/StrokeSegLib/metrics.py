@@ -43,7 +43,7 @@ def _check_shapes(gt: np.ndarray, pred: np.ndarray) -> None:
         raise GeometryError(f"ground truth shape {gt.shape} differs from prediction shape {pred.shape}")
 
 
-def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Connected components with full connectivity (26 in 3-D: faces, edges and corners)."""
     structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
     labels, count = ndimage.label(mask, structure=structure)
@@ -85,14 +85,14 @@ def lesion_f1_arrays(gt: np.ndarray, pred: np.ndarray) -> float:
     """Lesion-wise F1 at 26-connectivity (see the module docstring for TP/FP/FN)."""
     g, p = _as_bool(gt), _as_bool(pred)
     _check_shapes(g, p)
-    return _f1_from_labels(*_label(g), *_label(p))
+    return _f1_from_labels(*label_lesions(g), *label_lesions(p))
 
 
 def lesion_count_difference_arrays(gt: np.ndarray, pred: np.ndarray) -> int:
     """Absolute difference of the numbers of 26-connected lesions."""
     g, p = _as_bool(gt), _as_bool(pred)
     _check_shapes(g, p)
-    return abs(_label(g)[1] - _label(p)[1])
+    return abs(label_lesions(g)[1] - label_lesions(p)[1])
 
 
 def case_metrics_arrays(gt: np.ndarray, pred: np.ndarray, voxel_volume_ml: float) -> dict[str, float | int]:
@@ -101,8 +101,8 @@ def case_metrics_arrays(gt: np.ndarray, pred: np.ndarray, voxel_volume_ml: float
     _check_shapes(g, p)
     if not voxel_volume_ml > 0:
         raise GeometryError(f"voxel volume must be positive, got {voxel_volume_ml} mL")
-    g_labels, n_g = _label(g)
-    p_labels, n_p = _label(p)
+    g_labels, n_g = label_lesions(g)
+    p_labels, n_p = label_lesions(p)
     gt_ml = int(g.sum()) * float(voxel_volume_ml)
     pred_ml = int(p.sum()) * float(voxel_volume_ml)
     return {

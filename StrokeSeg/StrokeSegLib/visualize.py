@@ -269,3 +269,26 @@ def dice_vs_volume_png(path: str | Path, gt_ml: Sequence[float], dices: Sequence
     ax.set_title(f"Dice against lesion volume ({int(shown.sum())} cases{note})", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def lesion_detection_png(path: str | Path, by_size: Sequence[dict], false_lesions: int, predicted_lesions: int) -> Path:
+    """Share of expert lesions found per size bin (bars, with found/total written on them); false lesions in the title.
+
+    ``by_size`` is :func:`lesion_detection.detection_by_size`'s output.
+    """
+    labels = [b["label"] for b in by_size]
+    rates = [0.0 if b["rate"] is None else float(b["rate"]) for b in by_size]
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
+    bars = ax.bar(range(len(labels)), rates, color="#4477aa", edgecolor="black", linewidth=0.3)
+    for bar, b in zip(bars, by_size):
+        text = f"{b['found']}/{b['lesions']}" if b["lesions"] else "none"
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.02, text, ha="center", fontsize=9)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylim(0.0, 1.12)
+    ax.set_xlabel("expert lesion volume (mL)")
+    ax.set_ylabel("share of expert lesions found")
+    ax.set_title(f"Lesions found by size; {false_lesions} of {predicted_lesions} predicted lesions are false",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
