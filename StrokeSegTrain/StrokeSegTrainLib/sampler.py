@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from scipy import ndimage
+
+from StrokeSegLib.metrics import label_lesions
 
 #: How a foreground patch picks its centre: any lesion voxel alike, or a lesion first (each alike), then its voxel.
 FOREGROUND_SAMPLING = ("voxel", "lesion")
@@ -87,7 +88,7 @@ def lesion_groups(mask: np.ndarray, foreground: np.ndarray) -> list[np.ndarray]:
     """Rows of ``foreground`` grouped by 26-connected lesion of ``mask`` (the connectivity of the ISLES metrics)."""
     if not len(foreground):
         return []
-    labels, _ = ndimage.label(np.asarray(mask) > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    labels, _ = label_lesions(np.asarray(mask) > 0)
     ids = labels[tuple(np.asarray(foreground).T)]
     order = np.argsort(ids, kind="stable")
     splits = np.flatnonzero(np.diff(ids[order])) + 1
