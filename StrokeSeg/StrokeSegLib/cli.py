@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import CancelledError, StrokeSegError
+from .progress import PROGRESS_PREFIX, CancelFile, progress_line  # noqa: F401  (PROGRESS_PREFIX re-exported)
 
 log = logging.getLogger("strokeseg")
-
-PROGRESS_PREFIX = "STROKESEG_PROGRESS"
 
 
 class TerminalProgress:
@@ -30,7 +29,7 @@ class TerminalProgress:
 
     def __call__(self, stage: str, fraction: float) -> None:
         if self.machine:
-            print(f"{PROGRESS_PREFIX}\t{stage}\t{fraction:.4f}", flush=True)
+            print(progress_line(stage, fraction), flush=True)
             return
         from tqdm import tqdm
 
@@ -81,7 +80,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     progress = TerminalProgress(machine=args.progress == "machine")
     try:
         result = segment_files(
-            args.dwi, args.adc, args.model, _options(args), args.out, args.prob, args.report, progress=progress
+            args.dwi, args.adc, args.model, _options(args), args.out, args.prob, args.report, progress=progress,
+            cancel=CancelFile(args.cancel_file),
         )
     finally:
         progress.close()
@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prob", default=None, help="also write the lesion probability map")
     p.add_argument("--report", default=None, help="also write a JSON report (volumes, lesions, timings)")
     p.add_argument("--progress", default="bar", choices=["bar", "machine"], help=argparse.SUPPRESS)
+    p.add_argument("--cancel-file", default=None, help=argparse.SUPPRESS)  # the Slicer panel's Cancel: stop once it exists
     _add_inference_options(p)
     p.set_defaults(func=cmd_segment)
 
