@@ -125,7 +125,7 @@ def cmake_modules() -> dict[str, dict[str, list[str]]]:
 def test_top_level_cmake_declares_the_extension() -> None:
     text = (ROOT / "CMakeLists.txt").read_text()
     commands = dict((n, a) for n, a in cmake_commands(ROOT / "CMakeLists.txt") if n != "set")
-    assert commands["cmake_minimum_required"] == ["VERSION", "3.16.3"]
+    assert commands["cmake_minimum_required"] == ["VERSION", "3.20.6...3.22.6", "FATAL_ERROR"]  # Slicer 5.10 template
     assert commands["project"] == ["StrokeSeg"]
     settings = {a[0]: " ".join(a[1:]) for n, a in cmake_commands(ROOT / "CMakeLists.txt") if n == "set"}
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
@@ -238,7 +238,9 @@ def test_slicer_side_files_compile(path: Path, tmp_path: Path) -> None:
 
 def test_module_metadata_and_effect_name() -> None:
     source = (ROOT / "StrokeSeg" / "StrokeSeg.py").read_text()
-    assert 'self.parent.categories = ["Segmentation"]' in source
+    for module in ("StrokeSeg/StrokeSeg.py", "StrokeSegTrain/StrokeSegTrain.py"):  # translatable, as Slicer's own
+        assert 'self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]' in (
+            ROOT / module).read_text()
     assert "10.1038/s41597-022-01875-5" in source  # ISLES 2022 citation in the acknowledgement
     effect = (ROOT / "StrokeSeg/SegmentEditorStrokeSegLib/SegmentEditorEffect.py").read_text()
     assert 'EFFECT_NAME = "Stroke lesion (AI)"' in effect and "scriptedEffect.name = EFFECT_NAME" in effect

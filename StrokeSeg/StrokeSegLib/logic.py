@@ -4,7 +4,8 @@ Two ways to run, both ending in the same :meth:`StrokeSegLogic.loadResult`:
 
 * :meth:`StrokeSegLogic.process` runs blocking in this process (scripts, tests, the Segment Editor effect);
 * :class:`BackgroundSegmentation` writes the inputs to a temporary folder and builds the ``strokeseg segment`` command
-  that the module panel runs in a separate PythonSlicer process, so the GUI stays responsive and Cancel can kill it.
+  that the module panel runs in a separate PythonSlicer process (through :mod:`StrokeSegLib.jobs`), so the GUI stays
+  responsive and Cancel stops the whole process tree.
 
 ``slicer`` is reached only through :mod:`StrokeSegLib.mrml`, imported inside functions, so importing this module never
 needs Slicer.
@@ -13,14 +14,11 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import sys
 import tempfile
-import threading
 import warnings
 from collections.abc import Sequence
-from typing import IO
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +28,10 @@ import SimpleITK as sitk
 
 from .errors import InvalidImageError, NonFiniteVoxelsWarning, StrokeSegError
 from .postprocess import lesion_table, lesion_volume_ml, lesion_voxels
-from .progress import CancelToken, ProgressCallback, check_cancel, report
+from .progress import PROGRESS_PREFIX, CancelToken, ProgressCallback, check_cancel, parse_progress_line, report
 
-# What `strokeseg segment --progress machine` prints before stage and fraction (cli.PROGRESS_PREFIX; kept here so the
-# panel does not import the command-line module).
-PROGRESS_PREFIX = "STROKESEG_PROGRESS"
+__all__ = ["PROGRESS_PREFIX", "BackgroundSegmentation", "StrokeSegLogic", "parse_progress_line", "summary_text"]
+
 MODULE_DIR = Path(__file__).resolve().parents[1]  # holds StrokeSegLib: put on the child's PYTHONPATH
 
 
@@ -156,6 +153,7 @@ class BackgroundSegmentation:
     report_path: Path
     command: list[str]
     environment: dict[str, str] = field(default_factory=dict)
+    cancel_file: Path | None = None
     owns_workdir: bool = True
 
     @classmethod
@@ -187,6 +185,7 @@ class BackgroundSegmentation:
             adc_path=folder / "adc.nrrd",
             mask_path=folder / "lesion_mask.nrrd",
             report_path=folder / "report.json",
+            cancel_file=folder / "cancel",
             command=[],
             owns_workdir=owns,
         )
@@ -207,6 +206,7 @@ class BackgroundSegmentation:
             tta=tta,
             threshold=threshold,
             min_lesion_mm3=minLesionMm3,
+            cancel_file=job.cancel_file,
         )
         job.environment = child_environment()
         return job
@@ -243,10 +243,13 @@ def build_segment_command(
     tta: bool = False,
     threshold: float | None = None,
     min_lesion_mm3: float | None = None,
+    cancel_file: str | Path | None = None,
 ) -> list[str]:
-    """``python -m StrokeSegLib.cli segment ...`` with machine-readable progress on stdout."""
+    """``python -m StrokeSegLib.cli segment ...`` with machine-readable progress on stdout (and a cancel file)."""
     command = [python, "-m", "StrokeSegLib.cli", "segment", "--dwi", str(dwi_path), "--adc", str(adc_path)]
     command += ["--out", str(mask_path), "--report", str(report_path), "--progress", "machine", "--device", device]
+    if cancel_file is not None:
+        command += ["--cancel-file", str(cancel_file)]
     if model:
         command += ["--model", str(model)]
     if tta:
@@ -263,42 +266,3 @@ def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     base = dict(os.environ if base is None else base)
     paths: Sequence[str] = [str(MODULE_DIR)] + [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)), "PYTHONUNBUFFERED": "1"}
-
-
-def parse_progress_line(line: str) -> tuple[str, float] | None:
-    """``(stage, fraction)`` from a ``STROKESEG_PROGRESS<TAB>stage<TAB>fraction`` line, else None (ordinary log)."""
-    parts = line.rstrip("\r\n").split("\t")
-    if len(parts) != 3 or parts[0] != PROGRESS_PREFIX:
-        return None
-    try:
-        fraction = float(parts[2])
-    except ValueError:
-        return None
-    return parts[1], min(max(fraction, 0.0), 1.0)
-
-
-class OutputReader:
-    """Collects a child's output lines on a thread, so a GUI timer can poll them without ever blocking."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, stream: IO[str]) -> None:
-        try:
-            for line in iter(stream.readline, ""):
-                self._lines.put(line)
-        finally:
-            stream.close()
-
-    def lines(self, wait: bool = False) -> list[str]:
-        """Lines received so far; ``wait=True`` first waits for the end of the output (call once the child exited)."""
-        if wait:
-            self._thread.join(timeout=10)
-        out = []
-        while True:
-            try:
-                out.append(self._lines.get_nowait())
-            except queue.Empty:
-                return out

@@ -3,7 +3,8 @@
 Why safetensors: a model file is something users download and share, and ``torch.load`` on a pickle runs arbitrary
 code. A safetensors file is a length-prefixed JSON header plus raw tensor bytes, so reading it can never execute
 anything. This module parses the header itself and refuses anything else (pickles, zips, garbage) before handing the
-file to the safetensors reader.
+file to the safetensors reader. Reading the header (:func:`read_metadata`) needs no torch, so the Slicer panel lists
+and describes models without loading PyTorch into Slicer's process; only saving and loading weights import it.
 
 Why the metadata lives inside the file: the network shape, the preprocessing (spacing, normalisation), the patch size
 and the calibrated threshold belong to the weights; a separate sidecar could be lost or mismatched.
@@ -16,17 +17,18 @@ import math
 import struct
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_path
-from .devices import resolve_device
 from .errors import ModelFileError
-from .network import AttentionUNet3D, NetworkConfig
+from .network_config import NetworkConfig
 from .normalization import ADC_NORMALIZATIONS
 from .preprocessing import PreprocessConfig
+
+if TYPE_CHECKING:  # torch is imported only to save or load weights: reading the header needs none
+    import torch
+
+    from .network import AttentionUNet3D
 
 FORMAT_VERSION = 1
 METADATA_KEY = "strokeseg"
@@ -180,6 +182,8 @@ def file_sha256(path: str | Path) -> str:
 
 def save_model(path: str | Path, network: AttentionUNet3D, metadata: ModelMetadata) -> Path:
     """Write weights + metadata atomically. The metadata's network config must be the network's own."""
+    from safetensors.torch import save_file
+
     metadata.validate()
     config = getattr(network, "config", None)
     if not isinstance(config, NetworkConfig):
@@ -239,6 +243,11 @@ def read_metadata(path: str | Path) -> ModelMetadata:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the network from the metadata and load the weights strictly; never unpickles anything."""
+    from safetensors.torch import load_file
+
+    from .devices import resolve_device
+    from .network import AttentionUNet3D
+
     path = Path(path)
     metadata = read_metadata(path)
     target = resolve_device(device)

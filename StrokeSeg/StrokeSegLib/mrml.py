@@ -9,6 +9,7 @@ Parent transforms are honoured when linear (hardened into the geometry, never by
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,16 +21,33 @@ from .errors import GeometryError, InvalidImageError, StrokeSegError
 LESION_SEGMENT_NAME = "Ischemic stroke lesion"
 # A warm yellow-orange: stands out on grey DWI and differs from Slicer's red "Hemorrhage" colour.
 LESION_COLOR: tuple[float, float, float] = (1.0, 0.76, 0.16)
-# SNOMED CT 49755003 "Morphologically Altered Structure" (category, as spelt in Slicer's DICOM master list) and
-# 55641003 "Infarct" (morphologic abnormality), serialised the way vtkSlicerTerminologiesModuleLogic does.
+# SNOMED CT 55641003 "Infarct" is not in Slicer's bundled DICOM master list, so StrokeSeg ships a small terminology
+# (category 49755003 "Morphologically Altered Structure", type 55641003 "Infarct") that the module loads at startup;
+# the segment's terminology entry names that context, serialised the way vtkSlicerTerminologiesModuleLogic does.
+TERMINOLOGY_FILE = (
+    Path(__file__).resolve().parents[1] / "Resources" / "Terminology" / "SegmentationCategoryTypeModifier-StrokeSeg.term.json"
+)
+TERMINOLOGY_CONTEXT = "Segmentation category and type - StrokeSeg"
 LESION_TERMINOLOGY = (
-    "Segmentation category and type - DICOM master list"
+    f"{TERMINOLOGY_CONTEXT}"
     "~SCT^49755003^Morphologically Altered Structure"
     "~SCT^55641003^Infarct"
     "~^^"
     "~Anatomic codes - DICOM master list"
     "~^^~^^"
 )
+
+
+def load_lesion_terminology(terminologies_logic: Any) -> str:
+    """Load StrokeSeg's terminology into Slicer's Terminologies logic (once per session) and return its context name,
+    so the lesion segment's type resolves in the terminology selector."""
+    if terminologies_logic.IsTerminologyContextLoaded(TERMINOLOGY_CONTEXT):
+        return TERMINOLOGY_CONTEXT
+    name = terminologies_logic.LoadTerminologyFromFile(str(TERMINOLOGY_FILE))
+    if name != TERMINOLOGY_CONTEXT:
+        raise StrokeSegError(f"Could not load the StrokeSeg terminology from {TERMINOLOGY_FILE} (got {name!r}).")
+    return name
+
 
 _SCALAR_CLASSES = ("vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode")
 
