@@ -1,8 +1,9 @@
 """StrokeSeg module: the panel that segments acute ischemic stroke lesions on DWI + ADC.
 
 Thin glue only: the work is done by StrokeSegLib (pure Python, tested outside Slicer). Apply runs
-``PythonSlicer -m StrokeSegLib.cli segment`` in a child process so Slicer stays responsive and Cancel can stop it; the
-child's mask is loaded back through StrokeSegLib.mrml, which keeps the exact DWI grid.
+``PythonSlicer -m StrokeSegLib.cli segment`` in a child process (StrokeSegLib.panel.SegmentationRun on
+StrokeSegLib.jobs.ChildJob) so Slicer stays responsive and Cancel ends the whole process tree; the child's mask is
+loaded back through StrokeSegLib.mrml, which keeps the exact DWI grid. The panel's choices live in a parameter node.
 """
 from __future__ import annotations
 
@@ -23,10 +24,8 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-
 
 from StrokeSegLib import StrokeSegLogic  # noqa: F401  (re-exported: scripts use StrokeSeg.StrokeSegLogic)
 from StrokeSegLib.panel import SegmentationRun, guess_inputs, model_choices
@@ -389,7 +388,42 @@ class StrokeSegTest(ScriptedLoadableModuleTest):
 
     def runTest(self) -> None:
         self.setUp()
+        self.test_scene_close_during_a_run_returns_the_panel_to_idle()
+        self.setUp()
         self.test_StrokeSeg_logic()
+
+    def test_scene_close_during_a_run_returns_the_panel_to_idle(self) -> None:
+        """A run (here a child that only sleeps, started through PythonSlicer) is ended by closing the scene; the
+        panel reads Apply again, its selectors are enabled, and a new parameter node exists after the close."""
+        from StrokeSegLib import mrml
+        from StrokeSegLib.jobs import ChildJob
+        from StrokeSegLib.synthetic import make_synthetic_case
+
+        slicer.util.selectModule("StrokeSeg")
+        widget = slicer.modules.strokeseg.widgetRepresentation().self()
+        sleeper = [pythonSlicerExecutable(), "-c", "import time; time.sleep(120)"]
+        widget.run = SegmentationRun(widget.logic, python=pythonSlicerExecutable,
+                                     job_factory=lambda command, env, cancel_file: ChildJob(sleeper, env, cancel_file))
+        case = make_synthetic_case(seed=0, size=(24, 20, 10), spacing=(2.0, 2.0, 4.0))
+        dwi = mrml.sitk_to_volume_node(case.dwi, name="synthetic DWI")
+        adc = mrml.sitk_to_volume_node(case.adc, name="synthetic ADC")
+        widget.run.start(dwi, adc)
+        widget.setRunning(True)
+        widget.timer.start()
+        process = widget.run.job.process
+        self.assertEqual(widget.ui.applyButton.text, "Cancel")
+
+        slicer.mrmlScene.Clear()
+
+        self.assertFalse(widget.run.active)
+        self.assertEqual(widget.ui.applyButton.text, "Apply")
+        self.assertTrue(widget.ui.dwiSelector.enabled)
+        self.assertIsNotNone(widget._parameterNode)
+        for _attempt in range(40):  # the launcher and its child are gone within 2 s
+            if process.poll() is not None:
+                break
+            slicer.util.delayDisplay("waiting for the child to end", 50)
+        self.assertIsNotNone(process.poll())
 
     def test_StrokeSeg_logic(self) -> None:
         import importlib.util
