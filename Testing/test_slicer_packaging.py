@@ -508,3 +508,19 @@ def test_missing_pytorch_extension_is_explained(fake_slicer) -> None:
     fake_slicer.monkeypatch.setitem(sys.modules, "PyTorchUtils", None)
     with pytest.raises(StrokeSegError, match="Extensions Manager"):
         deps.ensure_dependencies(requirements=[])
+
+
+def test_ui_parameter_names_are_fields_of_the_parameter_node() -> None:
+    """Widgets bound by parameterNodeWrapper.connectGui (the .ui property SlicerParameterName) name real fields."""
+    tree = ast.parse((ROOT / "StrokeSeg" / "StrokeSeg.py").read_text())
+    wrapper = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "StrokeSegParameterNode")
+    assert any(getattr(d, "id", None) == "parameterNodeWrapper" for d in wrapper.decorator_list)
+    fields = {s.target.id for s in wrapper.body if isinstance(s, ast.AnnAssign)}
+    bound = {}
+    for widget in ET.parse(ROOT / "StrokeSeg/Resources/UI/StrokeSeg.ui").iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[widget.get("name")] = prop.find("string").text
+    assert set(bound) == {"dwiSelector", "adcSelector", "outputSegmentationSelector", "ttaCheckBox",
+                          "thresholdSpinBox", "minLesionSpinBox"}
+    assert set(bound.values()) <= fields and {"model", "device"} <= fields
