@@ -44,7 +44,7 @@ def _read_nifti_bytes(path: Path) -> bytes:
             return stream.read()
     except (EOFError, OSError, zlib.error) as exc:
         raise InputFileError(
-            f"the compressed data is cut short or damaged ({exc}); the file is incomplete — copy or export it again.",
+            f"cannot be read: the compressed data is cut short or damaged ({exc}); copy or export the file again.",
             path,
         ) from exc
 
