@@ -7,8 +7,8 @@ because of physics or anatomy, compares it with a bound, and on failure raises :
 the file and what looks wrong. ``force=True`` (``strokeseg segment --force``, the Logic's ``force``) proceeds and
 records every finding in the segmentation report.
 
-Bounds and their margins on the real scans in ``../shared/data`` and on generated cases are in
-``docs/input_checks.md`` (how they were measured, and which mistakes each one catches).
+Bounds and their margins on the real scans in ``../shared/data`` and on generated cases: ARCHITECTURE.md, section
+*Input checks* (measured with ``bench/input_checks_calibration.py``).
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ MIN_CLASS_VOXELS = 50
 #: DWI and ADC of one brain share their anatomy (CSF, cortex, lesions, the brain's outline), so inside the brain each
 #: predicts the other: normalised mutual information (alignment.normalized_mutual_information, 1 = independent) well
 #: above 1. Another patient's ADC, even on the same grid or registered, is nearly independent. Measured after
-#: alignment; values in docs/input_checks.md.
+#: alignment; values in ARCHITECTURE.md, *Input checks*.
 MIN_DWI_ADC_NMI = 1.025
 
 
@@ -116,6 +116,8 @@ def _geometry_findings(image: sitk.Image, path: str | None, role: str) -> list[F
 
 def _label_finding(array: np.ndarray, path: str | None, role: str) -> Finding | None:
     finite = array[np.isfinite(array)]
+    if np.unique(finite[:: max(1, finite.size // 100_000)]).size > MAX_LABEL_VALUES:
+        return None  # a sample already has too many values for a label image (the full sort costs ~0.5 s)
     values = np.unique(finite)
     if values.size > MAX_LABEL_VALUES:
         return None
@@ -169,6 +171,7 @@ def _content_findings(dwi: np.ndarray, adc: np.ndarray, brain: np.ndarray, dwi_p
                                        "ADC map, or were DWI and ADC swapped?"))
         return found
     measures["adc_unit_mm2s"] = unit
+    measures["adc_brain_median_1e-3_mm2s"] = round(median * unit * 1e3, 4)
     adc_phys = adc * (unit * 1e3)
     csf = brain & (adc_phys > CSF_ADC)
     tissue = brain & (adc_phys > TISSUE_ADC[0]) & (adc_phys < TISSUE_ADC[1])
@@ -214,6 +217,7 @@ def check_inputs(dwi: sitk.Image, adc: sitk.Image, dwi_path: str | Path | None =
         return result  # forced past a label image: the content checks below would only add noise
 
     from .brain_mask import compute_brain_mask
+
     adc_on_dwi = _on_dwi_grid(result.adc, result.dwi)
     try:
         brain = sitk.GetArrayFromImage(compute_brain_mask(result.dwi, _as_image(adc_on_dwi, result.dwi))).astype(bool)

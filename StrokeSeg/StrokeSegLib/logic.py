@@ -165,12 +165,14 @@ class BackgroundSegmentation:
         tta: bool = False,
         threshold: float | None = None,
         minLesionMm3: float | None = None,
+        force: bool = False,
         python: str | None = None,
         workdir: str | Path | None = None,
     ) -> BackgroundSegmentation:
         """Write DWI and ADC (world geometry, NRRD keeps the direction exactly) and build the command line.
 
-        ``python`` is the interpreter to run (PythonSlicer inside Slicer; this interpreter by default).
+        ``python`` is the interpreter to run (PythonSlicer inside Slicer; this interpreter by default). ``force``: see
+        :meth:`StrokeSegLogic.process`.
         """
         if dwiVolumeNode is None or adcVolumeNode is None:
             raise StrokeSegError("Select both a DWI and an ADC volume.")
@@ -203,6 +205,7 @@ class BackgroundSegmentation:
             tta=tta,
             threshold=threshold,
             min_lesion_mm3=minLesionMm3,
+            force=force,
         )
         job.environment = child_environment()
         return job
