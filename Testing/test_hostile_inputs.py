@@ -7,11 +7,11 @@ pad them; plausibility rows call the one segmentation path with a tiny model (a 
 """
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import shutil
 import struct
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,7 +328,7 @@ def test_force_segments_anyway_and_records_the_findings(tmp_path: Path, tiny_mod
     assert any("adc_as_dwi.nii.gz" in f and "CSF is brighter" in f for f in checks["refusals_overridden"])
 
 
-def test_the_logic_passes_force_through(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_logic_passes_force_through() -> None:
     from StrokeSegLib.logic import build_segment_command
 
     assert "--force" in build_segment_command("py", "d", "a", "m", "r", force=True)
@@ -563,3 +563,34 @@ def test_real_dwi_cut_short_is_an_error(isles_root: Path, tmp_path: Path) -> Non
     with pytest.raises(InputFileError, match="cut short") as info:
         read_image(cut)
     assert str(cut) in str(info.value)
+
+
+# --- end to end through the command line ----------------------------------------------------------------------------
+
+def test_segment_of_a_cut_file_exits_2_naming_it_and_writes_nothing(tmp_path: Path, tiny_model: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    case = _case()
+    dwi, adc = _write(case.dwi, tmp_path / "dwi.nii.gz"), _write(case.adc, tmp_path / "adc.nii.gz")
+    _cut(0.1)(dwi)
+    out = tmp_path / "mask.nii.gz"
+    assert strokeseg(["segment", "--dwi", str(dwi), "--adc", str(adc), "--out", str(out),
+                      "--model", str(tiny_model)]) == 2
+    assert str(dwi) in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_batch_lists_a_mixed_up_case_as_failed_with_its_reason_and_exits_1(tmp_path: Path, tiny_model: Path) -> None:
+    root = tmp_path / "isles"
+    good, swapped = _case(seed=2), _case(seed=3)
+    for name, dwi, adc in (("sub-strokecase0001", good.dwi, good.adc), ("sub-strokecase0002", swapped.adc, swapped.dwi)):
+        folder = root / name / "ses-0001" / "dwi"
+        _write(dwi, folder / f"{name}_ses-0001_dwi.nii.gz")
+        _write(adc, folder / f"{name}_ses-0001_adc.nii.gz")
+    out = tmp_path / "out"
+    assert strokeseg(["batch", str(root), "--out", str(out), "--model", str(tiny_model), "--device", "cpu"]) == 1
+    with open(out / "volumes.csv", newline="") as handle:
+        rows = {r["case_id"]: r for r in csv.DictReader(handle)}
+    assert rows["sub-strokecase0001_ses-0001"]["status"] == "ok"
+    failed = rows["sub-strokecase0002_ses-0001"]
+    assert failed["status"] == "failed" and "no brain ADC in any known unit" in failed["error"]
+    assert "sub-strokecase0002_ses-0001_adc.nii.gz" in failed["error"]
