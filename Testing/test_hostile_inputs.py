@@ -594,3 +594,23 @@ def test_batch_lists_a_mixed_up_case_as_failed_with_its_reason_and_exits_1(tmp_p
     failed = rows["sub-strokecase0002_ses-0001"]
     assert failed["status"] == "failed" and "no brain ADC in any known unit" in failed["error"]
     assert "sub-strokecase0002_ses-0001_adc.nii.gz" in failed["error"]
+
+
+@pytest.mark.parametrize("options", [SegmentOptions(threshold=-1.0), SegmentOptions(threshold=1.0),
+                                     SegmentOptions(overlap=1.0), SegmentOptions(min_lesion_mm3=float("nan")),
+                                     SegmentOptions(batch_size=0)], ids=["threshold -1", "threshold 1", "overlap 1",
+                                                                         "min lesion NaN", "batch size 0"])
+def test_the_python_api_refuses_unusable_options_before_any_work(tiny_model: Path, options: SegmentOptions,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import StrokeSegLib.segmentation as seg
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started with unusable options")
+
+    monkeypatch.setattr(seg, "check_inputs", must_not_run)
+    monkeypatch.setattr(seg, "read_image", must_not_run)
+    case = _case()
+    with pytest.raises(StrokeSegError):
+        segment_images(case.dwi, case.adc, tiny_model, options)
+    with pytest.raises(StrokeSegError):
+        segment_files("dwi.nii.gz", "adc.nii.gz", tiny_model, options)

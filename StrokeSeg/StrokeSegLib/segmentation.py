@@ -5,6 +5,7 @@ that a number measured anywhere is the number a user gets.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 from .atomic import write_json_atomic
 from .devices import resolve_device
+from .errors import StrokeSegError
 from .geometry import Grid
 from .imageio import read_image, write_image
 from .input_checks import check_inputs, check_same_brain
@@ -42,6 +44,17 @@ class SegmentOptions:
     register: bool | None = None
     #: Segment even when :mod:`.input_checks` find the input implausible; the findings go into the report.
     force: bool = False
+
+    def check(self) -> None:
+        """Raise :class:`StrokeSegError` for a value no run can use, before any work (not after the prediction)."""
+        if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 < self.threshold < 1.0):
+            raise StrokeSegError(f"threshold must lie strictly between 0 and 1, got {self.threshold!r}")
+        if self.min_lesion_mm3 is not None and not (math.isfinite(self.min_lesion_mm3) and self.min_lesion_mm3 >= 0):
+            raise StrokeSegError(f"min_lesion_mm3 must be a number >= 0, got {self.min_lesion_mm3!r}")
+        if not (math.isfinite(self.overlap) and 0.0 <= self.overlap < 1.0):
+            raise StrokeSegError(f"overlap must lie in [0, 1), got {self.overlap!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise StrokeSegError(f"batch_size must be at least 1, got {self.batch_size!r}")
 
 
 @dataclass
@@ -81,6 +94,7 @@ def segment_images(
     and are refused or repaired there.
     """
     options = options or SegmentOptions()
+    options.check()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     checked = check_inputs(dwi, adc, dwi_path, adc_path, force=options.force)
@@ -176,6 +190,7 @@ def segment_files(
     cancel: CancelToken | None = None,
 ) -> SegmentationResult:
     """Read, segment, and write the requested outputs atomically (a failure never leaves a half-written file)."""
+    (options or SegmentOptions()).check()
     t = time.perf_counter()
     report(progress, "Reading", 0.0)
     dwi = read_image(dwi_path, role="DWI", keep_nonfinite=True)  # the input checks refuse or repair NaN/inf
