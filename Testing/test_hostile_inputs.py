@@ -102,6 +102,7 @@ FILE_ROWS = [
     FileRow("nii longer than its header", ".nii", False, _pad, "more voxel data"),
     FileRow("nrrd cut at 50%", ".nrrd", False, _cut(0.5), "cannot be read"),
     FileRow("compressed nrrd cut at 50%", ".nrrd", True, _cut(0.5), "cannot be read"),
+    FileRow("nrrd longer than its header", ".nrrd", False, _pad, "more voxel data"),
     FileRow("mha cut at 50%", ".mha", False, _cut(0.5), "incomplete"),
     FileRow("mha longer than its header", ".mha", False, _pad, "more voxel data"),
     FileRow("compressed mha cut at 50%", ".mha", True, _cut(0.5), "cannot be read"),

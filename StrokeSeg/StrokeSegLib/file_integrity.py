@@ -7,8 +7,9 @@ volumes, so every image StrokeSeg reads passes :func:`check_file_data` first:
 * NIfTI (``.nii``, ``.nii.gz``, NIfTI-1 or -2): the header's dimensions × bytes per voxel + ``vox_offset`` must equal
   the (decompressed) file length; a damaged gzip stream is an error. Where the stored data type can hold NaN/inf,
   their positions are returned so the reader can put them back (see :func:`imageio.read_image`).
-* MetaImage with the data in the same file, uncompressed: the bytes after the header must be the promised size.
-* Everything else (NRRD, compressed MetaImage): ITK itself refuses data that is too short.
+* MetaImage with the data in the same file, uncompressed, and NRRD with the data in the same file (raw or gzip): the
+  data after the header must be the promised size.
+* Everything else (compressed MetaImage, detached data files): ITK itself refuses data that is too short.
 """
 from __future__ import annotations
 
@@ -134,6 +135,60 @@ def _check_metaimage(path: Path) -> None:
         raise _length_error(path, max(have, 0), want, shape, itemsize)
 
 
+_NRRD_TYPES = {
+    1: ("signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t"),
+    2: ("short", "short int", "signed short", "signed short int", "int16", "int16_t", "ushort", "unsigned short",
+        "unsigned short int", "uint16", "uint16_t"),
+    4: ("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32", "uint32_t", "float"),
+    8: ("longlong", "long long", "long long int", "signed long long", "signed long long int", "int64", "int64_t",
+        "ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t", "double"),
+}
+_NRRD_ITEMSIZE = {name: size for size, names in _NRRD_TYPES.items() for name in names}
+
+
+def _check_nrrd(path: str | Path) -> None:
+    """NRRD with the data in the same file, raw or gzip: the data after the header must be exactly the promised size
+    (ITK refuses short data itself, but ignores extra bytes)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(65536)
+    end = head.find(b"\n\n")
+    if not head.startswith(b"NRRD") or end < 0:
+        return
+    fields: dict[str, str] = {}
+    for line in head[:end].decode("latin-1").splitlines()[1:]:
+        if ":" in line and not line.startswith("#") and ":=" not in line:
+            key, value = line.split(":", 1)
+            fields[key.strip().lower()] = value.strip()
+    if "data file" in fields or "datafile" in fields or fields.get("type", "").lower() not in _NRRD_ITEMSIZE:
+        return
+    encoding = fields.get("encoding", "").lower()
+    if encoding not in ("raw", "gzip", "gz"):
+        return
+    try:
+        shape = tuple(int(v) for v in fields["sizes"].split())
+    except (KeyError, ValueError):
+        return
+    itemsize = _NRRD_ITEMSIZE[fields["type"].lower()]
+    want = int(np.prod(shape, dtype=np.int64)) * itemsize
+    offset = end + 2
+    if encoding == "raw":
+        have = path.stat().st_size - offset
+    else:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            stream = zlib.decompressobj(wbits=47)
+            try:
+                have = len(stream.decompress(handle.read()))
+            except zlib.error:
+                return  # damaged: ITK's reader reports it
+            if not stream.eof:
+                return  # cut short: ITK's reader reports it
+            have += len(stream.unused_data.rstrip(b"\0\n"))  # bytes after the stream count as "longer"
+    if have > want:
+        raise _length_error(path, have, want, shape, itemsize)
+
+
 def check_file_data(path: str | Path) -> np.ndarray | None:
     """Raise :class:`InputFileError` naming ``path`` when its voxel data is shorter or longer than the header says.
 
@@ -146,4 +201,6 @@ def check_file_data(path: str | Path) -> np.ndarray | None:
         return _check_nifti(path)
     if name.endswith(".mha"):
         _check_metaimage(path)
+    elif name.endswith(".nrrd"):
+        _check_nrrd(path)
     return None
