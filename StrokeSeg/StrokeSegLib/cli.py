@@ -130,9 +130,8 @@ def _check_image_output(path: str, what: str) -> None:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .segmentation import segment_files
-
     from .atomic import check_writable
+    from .segmentation import segment_files
 
     _check_image_output(args.out, "output mask")
     if args.prob:
