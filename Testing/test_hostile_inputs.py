@@ -615,3 +615,65 @@ def test_the_python_api_refuses_unusable_options_before_any_work(tiny_model: Pat
         segment_images(case.dwi, case.adc, tiny_model, options)
     with pytest.raises(StrokeSegError):
         segment_files("dwi.nii.gz", "adc.nii.gz", tiny_model, options)
+
+
+def _real_negated(dwi: sitk.Image, adc: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
+    return dwi, _like(-sitk.GetArrayFromImage(adc), adc)
+
+
+def _real_nan(share: float):
+    def edit(dwi: sitk.Image, adc: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
+        array = sitk.GetArrayFromImage(adc)
+        array[(np.random.default_rng(1).random(array.shape) < share) & (array != 0)] = np.nan
+        return dwi, _like(array, adc)
+    return edit
+
+
+def _real_spacing(factor: float):
+    def edit(dwi: sitk.Image, adc: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
+        for image in (dwi, adc):
+            image.SetSpacing(tuple(s * factor for s in image.GetSpacing()))
+        return dwi, adc
+    return edit
+
+
+REAL_EDITS = [
+    ("ADC negated", _real_negated, "adc", "negative"),
+    ("30% of the ADC NaN", _real_nan(0.3), "adc", "NaN or infinite"),
+    ("0.1 mm spacing", _real_spacing(0.05), "dwi", "spacing"),
+    ("10 mm spacing", _real_spacing(5.0), "dwi", "a head would be"),
+    ("0.3% of the ADC NaN (repaired)", _real_nan(0.003), None, ""),
+]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("edit", REAL_EDITS, ids=[e[0] for e in REAL_EDITS])
+def test_real_scan_edits_are_refused_or_repaired(isles_root: Path, edit: tuple) -> None:
+    _, change, refused, expected = edit
+    paths = {"dwi": _isles(isles_root, "0009", "dwi"), "adc": _isles(isles_root, "0009", "adc")}
+    dwi, adc = change(read_image(paths["dwi"], "DWI"), read_image(paths["adc"], "ADC"))
+    if refused is None:
+        with pytest.warns(UserWarning, match="nearest finite neighbours"):
+            checked = input_checks.check_inputs(dwi, adc, paths["dwi"], paths["adc"])
+        assert np.isfinite(sitk.GetArrayViewFromImage(checked.adc)).all()
+        return
+    with pytest.raises(ImplausibleInputError, match=expected) as info:
+        input_checks.check_inputs(dwi, adc, paths["dwi"], paths["adc"])
+    assert f"{paths[refused]}: " in str(info.value)
+
+
+@pytest.mark.realdata
+def test_real_4d_series_with_bval_in_the_wrong_order_is_refused(nonstripped_case: Path, tmp_path: Path) -> None:
+    """[b=1000, b=0] with a .bval saying "0 1000": the b=0 volume is chosen as DWI, and refused as such."""
+    dwi = sitk.ReadImage(str(nonstripped_case / "dwi.nii.gz"), sitk.sitkFloat32)
+    b0 = sitk.ReadImage(str(nonstripped_case / "b0.nii.gz"), sitk.sitkFloat32)
+    series = _write(sitk.JoinSeries([dwi, b0]), tmp_path / "series.nii.gz")
+    (tmp_path / "series.bval").write_text("0 1000\n")
+    adc_path = nonstripped_case / "adc.nii.gz"
+    with pytest.raises(ImplausibleInputError, match="CSF is brighter") as info:
+        input_checks.check_inputs(read_image(series, "DWI", keep_nonfinite=True),
+                                  read_image(adc_path, "ADC", keep_nonfinite=True), series, adc_path)
+    assert f"{series}: " in str(info.value)
+    (tmp_path / "series.bval").write_text("1000 0\n")  # the right order: accepted
+    input_checks.check_inputs(read_image(series, "DWI", keep_nonfinite=True),
+                              read_image(adc_path, "ADC", keep_nonfinite=True), series, adc_path)
