@@ -12,12 +12,12 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import SimpleITK as sitk
 from tqdm import tqdm
 
 from .atomic import write_json_atomic, write_text_atomic
 from .cases import Case, find_cases
 from .errors import CancelledError, StrokeSegError
+from .imageio import read_mask
 from .postprocess import lesion_table, lesion_volume_ml
 from .progress import CancelToken, check_cancel
 from .segmentation import SegmentOptions, get_model, segment_files
@@ -56,8 +56,8 @@ def mask_path(out_dir: Path, case_id: str) -> Path:
 
 
 def _summarise_existing(case: Case, path: Path) -> CaseOutcome:
-    """Volume and count of a mask written by an earlier run (resume)."""
-    mask = sitk.ReadImage(str(path))
+    """Volume and count of a mask written by an earlier run (resume); an unreadable or incomplete file raises."""
+    mask = read_mask(path)
     return CaseOutcome(case.case_id, "skipped", lesion_volume_ml(mask), len(lesion_table(mask)))
 
 
@@ -85,8 +85,8 @@ def run_batch(
             try:
                 result.outcomes.append(_summarise_existing(case, target))
                 continue
-            except RuntimeError:
-                log.warning("%s: existing output unreadable, segmenting again", target)
+            except (RuntimeError, StrokeSegError) as error:
+                log.warning("%s: existing output unreadable or incomplete (%s), segmenting again", target, error)
         try:
             check_cancel(cancel)
             seg = segment_files(case.dwi, case.adc, loaded, options, out_mask=target, cancel=cancel)

@@ -17,7 +17,6 @@ import os
 import shutil
 import sys
 import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InvalidImageError, NonFiniteVoxelsWarning, StrokeSegError
+from .errors import InvalidImageError, StrokeSegError
 from .postprocess import lesion_table, lesion_volume_ml, lesion_voxels
 from .progress import PROGRESS_PREFIX, CancelToken, ProgressCallback, check_cancel, parse_progress_line, report
 
@@ -44,19 +43,13 @@ def _mrml() -> Any:
 def input_image(node: Any, role: str) -> sitk.Image:
     """A volume node as float32 SimpleITK image, held to the same rules as files read by the command line.
 
-    NaN/inf become 0 with a warning naming the volume; a volume whose voxels are all equal is refused.
+    NaN/inf are kept: the segmentation's input checks repair a few from their neighbours or refuse the volume; a
+    volume whose finite voxels are all equal is refused.
     """
     image = _mrml().volume_node_to_sitk(node)
     array = sitk.GetArrayFromImage(image).astype(np.float32)
-    bad = ~np.isfinite(array)
-    if bad.any():
-        warnings.warn(
-            f"{role} volume '{node.GetName()}': {int(bad.sum())} NaN or infinite voxel(s) were replaced by 0.",
-            NonFiniteVoxelsWarning,
-            stacklevel=2,
-        )
-        array[bad] = 0.0
-    if array.size == 0 or float(array.min()) == float(array.max()):
+    finite = array[np.isfinite(array)]
+    if finite.size == 0 or float(finite.min()) == float(finite.max()):
         raise InvalidImageError(f"{role} volume '{node.GetName()}' is empty: all its voxels are equal.")
     out = sitk.GetImageFromArray(array)
     out.CopyInformation(image)
@@ -94,10 +87,12 @@ class StrokeSegLogic:
         tta: bool = False,
         threshold: float | None = None,
         minLesionMm3: float | None = None,
+        force: bool = False,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> Any:
-        """Run the whole pipeline blocking and return the segmentation node (created when None)."""
+        """Run the whole pipeline blocking and return the segmentation node (created when None). ``force`` segments
+        an input the plausibility checks refuse, recording their findings in ``lastReport["input_checks"]``."""
         if dwiVolumeNode is None or adcVolumeNode is None:
             raise StrokeSegError("Select both a DWI and an ADC volume.")
         from . import segmentation as seg
@@ -107,7 +102,8 @@ class StrokeSegLogic:
         adc = input_image(adcVolumeNode, "ADC")
         report(progress, "Reading volumes", 1.0)
         check_cancel(cancel)
-        options = seg.SegmentOptions(device=device, tta=tta, threshold=threshold, min_lesion_mm3=minLesionMm3)
+        options = seg.SegmentOptions(device=device, tta=tta, threshold=threshold, min_lesion_mm3=minLesionMm3,
+                                    force=force)
         result = seg.segment_images(dwi, adc, model, options, progress, cancel)
         check_cancel(cancel)
         return self.loadResult(result.mask, dwiVolumeNode, outputSegmentationNode, result.report)
@@ -167,12 +163,14 @@ class BackgroundSegmentation:
         tta: bool = False,
         threshold: float | None = None,
         minLesionMm3: float | None = None,
+        force: bool = False,
         python: str | None = None,
         workdir: str | Path | None = None,
     ) -> BackgroundSegmentation:
         """Write DWI and ADC (world geometry, NRRD keeps the direction exactly) and build the command line.
 
-        ``python`` is the interpreter to run (PythonSlicer inside Slicer; this interpreter by default).
+        ``python`` is the interpreter to run (PythonSlicer inside Slicer; this interpreter by default). ``force``: see
+        :meth:`StrokeSegLogic.process`.
         """
         if dwiVolumeNode is None or adcVolumeNode is None:
             raise StrokeSegError("Select both a DWI and an ADC volume.")
@@ -207,6 +205,7 @@ class BackgroundSegmentation:
             threshold=threshold,
             min_lesion_mm3=minLesionMm3,
             cancel_file=job.cancel_file,
+            force=force,
         )
         job.environment = child_environment()
         return job
@@ -244,6 +243,7 @@ def build_segment_command(
     threshold: float | None = None,
     min_lesion_mm3: float | None = None,
     cancel_file: str | Path | None = None,
+    force: bool = False,
 ) -> list[str]:
     """``python -m StrokeSegLib.cli segment ...`` with machine-readable progress on stdout (and a cancel file)."""
     command = [python, "-m", "StrokeSegLib.cli", "segment", "--dwi", str(dwi_path), "--adc", str(adc_path)]
@@ -258,6 +258,8 @@ def build_segment_command(
         command += ["--threshold", repr(float(threshold))]
     if min_lesion_mm3 is not None:
         command += ["--min-lesion-mm3", repr(float(min_lesion_mm3))]
+    if force:
+        command.append("--force")
     return command
 
 

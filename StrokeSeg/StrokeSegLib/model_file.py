@@ -104,8 +104,9 @@ class ModelMetadata:
             raise ValueError(
                 f"patch_size {self.patch_size} must be divisible by {config.required_divisor} for this network"
             )
-        if not _finite_number(self.threshold) or not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+        if not _finite_number(self.threshold) or not 0.0 < self.threshold < 1.0:
+            # 0 would mark every brain voxel as lesion, 1 none: either is a broken file, not a choice
+            raise ValueError(f"threshold must lie strictly between 0 and 1, got {self.threshold!r}")
         if not _finite_number(self.min_lesion_mm3) or self.min_lesion_mm3 < 0:
             raise ValueError(f"min_lesion_mm3 must be a number >= 0, got {self.min_lesion_mm3!r}")
         if not isinstance(self.normalization, dict):
@@ -242,7 +243,9 @@ def read_metadata(path: str | Path) -> ModelMetadata:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the network from the metadata and load the weights strictly; never unpickles anything."""
+    """Rebuild the network from the metadata and load the weights strictly; never unpickles anything. Weights with
+    NaN/inf are refused."""
+    import torch
     from safetensors.torch import load_file
 
     from .devices import resolve_device
@@ -255,6 +258,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own error types for truncated or inconsistent files
         raise ModelFileError(f"the weights could not be read ({exc})", path) from None
+    broken = sorted(name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+    if broken:
+        shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+        raise ModelFileError(
+            f"the weights contain NaN or infinite values ({shown}); such a model would output nothing (or anything)",
+            path,
+        )
     network = AttentionUNet3D(metadata.network_config)
     try:
         network.load_state_dict(tensors, strict=True)
