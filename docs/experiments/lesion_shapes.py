@@ -72,10 +72,13 @@ def report(groups: dict, out: Path) -> str:
     for name, rows in groups.items():
         if len(rows) < 5:
             continue
-        axes[0].hist([r[0] for r in rows], bins=bins, density=True, histtype="step", label=name)
-        axes[1].hist([min(r[1], 40) for r in rows], bins=np.arange(0, 42, 2), density=True, histtype="step", label=name)
+        share = np.full(len(rows), 1.0 / len(rows))
+        axes[0].hist([r[0] for r in rows], bins=bins, weights=share, histtype="step", label=name)
+        axes[1].hist([min(r[1], 40) for r in rows], bins=np.arange(0, 42, 2), weights=share, histtype="step",
+                     label=name)
     axes[0].set_xscale("log")
     axes[0].set_xlabel("lesion volume per case (mL)")
+    axes[0].set_ylabel("share of cases")
     axes[1].set_xlabel("26-connected components per case (40 = 40 or more)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
