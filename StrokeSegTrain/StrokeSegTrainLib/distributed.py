@@ -29,10 +29,13 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun, or a process group exists: DDP even for a single process
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """Whether this run uses a process group and DDP (several processes, or one started by torchrun, which
+        makes a 1-GPU ``torchrun`` a real check of NCCL and DDP; one process trains the same either way)."""
+        return self.world_size > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -44,13 +47,15 @@ def detect() -> DistInfo:
     """This process's place: from the process group when one exists (``cv`` creates it once for all folds, a caller
     may have created its own), else from RANK / WORLD_SIZE / LOCAL_RANK (set by torchrun); defaults describe a
     single process."""
-    if group_exists():
+    launched = group_exists()
+    if launched:
         rank, world = dist.get_rank(), dist.get_world_size()
     else:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
+        launched = "TORCHELASTIC_RUN_ID" in os.environ  # set by torchrun
     local = int(os.environ.get("LOCAL_RANK", str(rank)))
-    return DistInfo(rank=rank, world_size=world, local_rank=local)
+    return DistInfo(rank=rank, world_size=world, local_rank=local, launched=launched)
 
 
 def _gpu_for(info: DistInfo) -> torch.device:

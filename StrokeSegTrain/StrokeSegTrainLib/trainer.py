@@ -40,7 +40,7 @@ from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, r
 from . import distributed
 from .augmentation import augment_batch
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import TrainConfig
+from .config import AugmentationConfig, TrainConfig
 from .data_cache import CachedCase, build_cache
 from .dataset import load_training_cases
 from .export import export_model, training_network_config
@@ -152,6 +152,23 @@ def step_if(optimizer: torch.optim.Optimizer, finite: torch.Tensor) -> None:
             del optimizer.found_inf  # type: ignore[attr-defined]
     elif bool(finite):
         optimizer.step()
+
+
+def to_device_batch(planned: PlannedBatch, image: np.ndarray, mask: np.ndarray, device: torch.device,
+                    augmentation: AugmentationConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sampled batch on ``device``, augmented with its planned seed; meant for the sampler's prefetch threads.
+
+    On a GPU the batch is pinned first, so that the copy is truly asynchronous, and the augmentation's random numbers
+    (drawn on the CPU, for identical results on every device) cost the training loop nothing.
+    """
+    image_t, mask_t = torch.from_numpy(image), torch.from_numpy(mask)
+    generator = torch.Generator().manual_seed(planned.augment_seed)
+    if device.type != "cuda":
+        return augment_batch(image_t.to(device), mask_t.to(device).float(), augmentation, generator)
+    with torch.cuda.device(device):  # a new thread would otherwise pin and launch on cuda:0
+        image_t = image_t.pin_memory().to(device, non_blocking=True)
+        mask_t = mask_t.pin_memory().to(device, non_blocking=True).float()
+        return augment_batch(image_t, mask_t, augmentation, generator)
 
 
 class _Run:
@@ -273,20 +290,7 @@ class _Run:
 
     def _augment(self, planned: PlannedBatch, image: np.ndarray, mask: np.ndarray
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch to the device and augment it with its planned seed; runs in the sampler's prefetch threads.
-
-        On a GPU the batch is pinned first, so that the copy is truly asynchronous, and the augmentation's random
-        numbers (drawn on the CPU, for identical results on every device) cost the training loop nothing.
-        """
-        image_t, mask_t = torch.from_numpy(image), torch.from_numpy(mask)
-        generator = torch.Generator().manual_seed(planned.augment_seed)
-        if self.device.type != "cuda":
-            return augment_batch(image_t.to(self.device), mask_t.to(self.device).float(), self.config.augmentation,
-                                 generator)
-        with torch.cuda.device(self.device):  # a new thread would otherwise pin and launch on cuda:0
-            image_t = image_t.pin_memory().to(self.device, non_blocking=True)
-            mask_t = mask_t.pin_memory().to(self.device, non_blocking=True).float()
-            return augment_batch(image_t, mask_t, self.config.augmentation, generator)
+        return to_device_batch(planned, image, mask, self.device, self.config.augmentation)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One epoch of patches; returns the mean loss over processes and the number of skipped (non-finite) steps.
