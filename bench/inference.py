@@ -218,7 +218,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=1, help="time each measurement this often, keep the best")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--dry-run", action="store_true", help="check the arguments, print the plan, measure nothing")
     args = parser.parse_args(argv)
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.model and not Path(args.model).is_file():
+        parser.error(f"--model {args.model}: no such file")
+    if args.dry_run:
+        for name in args.cases.split(","):
+            if name not in CASES:
+                parser.error(f"unknown case {name!r}; choose from {', '.join(CASES)}")
+        print(f"would time cases {args.cases} on {args.device} with model {args.model or 'random, features '}"
+              f"{'' if args.model else args.features}, batch {args.batch_size}, {args.repeats} repeat(s)")
+        return 0
 
     results = []
     for name in args.cases.split(","):

@@ -226,7 +226,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="our prefetch threads and MONAI's DataLoader worker processes (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs per pipeline; medians reported")
+    parser.add_argument("--dry-run", action="store_true", help="check the arguments, print the plan, measure nothing")
     args = parser.parse_args(argv)
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.dry_run:
+        _config(args).validate()
+        print(f"would time {args.steps} training steps per pipeline on {args.device}: network {args.features}, "
+              f"patch {args.patch}, batch {args.batch}, {args.workers} workers")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         entries = _make_cases(Path(tmp), args.cases)
