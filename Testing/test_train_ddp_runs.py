@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import SimpleITK as sitk
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -62,6 +63,7 @@ def _rank_main(rank: int, world: int, port: int, job: Callable[[], Any], results
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
                        "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     torch.set_num_threads(1)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # no ITK thread pool carried over the fork
     logging.getLogger("StrokeSegTrainLib").setLevel(logging.INFO)  # as the command line sets it
     inits = []
     original = dist.init_process_group
