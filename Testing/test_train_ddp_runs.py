@@ -118,6 +118,19 @@ def test_resumed_ddp_run_equals_uninterrupted(data_root, cache_dir, tmp_path) ->
         assert torch.equal(tensor, state_b["model"][name]), name
     assert "DDP: model replicas identical on 2 processes" in (tmp_path / "b" / "fold_0" / "train.log").read_text()
 
+    # A finished run whose report went missing validates again at the end, shared by both processes.
+    validation = tmp_path / "b" / "fold_0" / "validation"
+    (validation / "summary.json").unlink()
+    for old in (validation / "predictions").iterdir():
+        old.unlink()
+    run_ranks(fit(two, tmp_path / "b", resume=True))
+    val_cases = json.loads((tmp_path / "b" / "splits.json").read_text())["folds"][0]["val"]
+    assert json.loads((validation / "summary.json").read_text())["best_epoch"] == state_b["best_epoch"]
+    assert sorted(line.split(",")[0] for line in (validation / "metrics.csv").read_text().splitlines()[1:]) \
+        == sorted(val_cases)
+    assert sorted(p.name for p in (validation / "predictions").iterdir()) == sorted(f"{c}_msk.nii.gz"
+                                                                                    for c in val_cases)
+
 
 def test_cv_trains_two_folds_in_one_process_group_and_pools_once(data_root, cache_dir, tmp_path) -> None:
     config = tiny_config(epochs=1)

@@ -326,13 +326,17 @@ class _Run:
         mean = distributed.all_reduce_mean(total_value / max(finite_steps, 1), self.info, self.device)
         return {"train_loss": mean, "nonfinite_steps": len(plan) - finite_steps}
 
-    def validate_epoch(self) -> tuple[dict[str, float], ValidationResult]:
+    def validate_epoch(self, progress: ProgressCallback | None = None, stage: str = "Validating"
+                       ) -> tuple[dict[str, float], ValidationResult]:
         """Score the held-out fold in native space, each process a share of the cases; every process receives all
         rows and the same numbers. The predictions stay with the process that made them (see ``_gather_predictions``).
         """
         info = self.info
         mine = self.val_cases[info.rank::info.world_size]
-        local = validate(self.network, mine, self.config, self.device, cancel=self.cancel, keep_predictions=True)
+        if progress is not None:
+            report(progress, stage, 0.0)
+        local = validate(self.network, mine, self.config, self.device, progress if info.is_main else None,
+                         cancel=self.cancel, keep_predictions=True)
         predictions, local.predictions = local.predictions, {}
         result = ValidationResult.merged(distributed.all_gather(local, info), [c.case_id for c in self.val_cases])
         result.predictions = predictions
@@ -409,7 +413,11 @@ class _Run:
 
     # ------------------------------------------------------------------------------------------------ the end
     def finish(self) -> TrainResult:
-        """Rank 0 exports the best weights, with the report written when their epoch was validated."""
+        """Rank 0 exports the best weights, with the report written when their epoch was validated.
+
+        Every process loads the best weights (rank 0 wrote them before the last barrier), so that all can share a
+        re-validation when the report is missing.
+        """
         result = TrainResult(self.dir, self.best_epoch, self.best_dice, None, self.history,
                              stopped_early=self.stopped_early)
         if self.info.enabled:
@@ -417,12 +425,14 @@ class _Run:
             if self.info.is_main:
                 log.log(logging.INFO if agree else logging.ERROR, "DDP: model replicas %s on %d processes",
                         "identical" if agree else "DIFFER", self.info.world_size)
+        best_path = self.dir / "best.pt"
+        best = load_checkpoint(best_path) if best_path.is_file() else None
+        weights = best["model"] if best is not None else self.network.state_dict()
+        self.network.load_state_dict(weights)
+        validation = self._best_validation(best)
+        distributed.barrier(self.info)  # every process has read the report's files before rank 0 writes more
         if self.info.is_main:
-            best_path = self.dir / "best.pt"
-            best = load_checkpoint(best_path) if best_path.is_file() else None
-            weights = best["model"] if best is not None else self.network.state_dict()
-            self.network.load_state_dict(weights)
-            result.validation = self._best_validation(best)
+            result.validation = validation
             result.model_path = export_model(
                 weights, self.config, self.dir / "model.safetensors",
                 model_id=f"strokeseg-{self.out.resolve().name}-fold{self.fold}",
@@ -445,19 +455,20 @@ class _Run:
         return result
 
     def _best_validation(self, best: dict[str, Any] | None) -> ValidationResult:
-        """The best epoch's report, written when that epoch was validated; re-validated only when it is missing or
-        belongs to another epoch (a run killed between writing the report and its checkpoint)."""
+        """The best epoch's report, written when that epoch was validated; re-validated (shared between processes)
+        only when it is missing or belongs to another epoch (a run killed between writing the report and its
+        checkpoint). Every process reaches the same decision from the same files."""
         summary_path = self.dir / "validation" / "summary.json"
         if best is not None and best["epoch"] == self.best_epoch and summary_path.is_file():
             summary = json.loads(summary_path.read_text(encoding="utf-8"))
             if summary.get("best_epoch") == self.best_epoch:
                 rows = read_metrics_csv(self.dir / "validation" / "metrics.csv")
                 return ValidationResult(rows=rows, loss=float(best["val"].get("val_loss", float("nan"))))
-        report(self.progress, "Final validation", 0.0)
         epoch = self.best_epoch if best is not None else len(self.history)
-        result = validate(self.network, self.val_cases, self.config, self.device, self.progress, self.cancel,
-                          keep_predictions=True)
-        self._write_validation(result, epoch)
+        _, result = self.validate_epoch(self.progress, "Final validation")
+        self._gather_predictions(result)
+        if self.info.is_main:
+            self._write_validation(result, epoch)
         return result
 
     def close(self) -> None:
