@@ -30,7 +30,7 @@ from StrokeSegTrainLib.history import History
 from StrokeSegTrainLib.trainer import train
 from StrokeSegTrainLib.validation import ValidationResult
 
-from train_fixtures import single_thread, tiny_config, write_synthetic_root  # noqa: F401
+from train_fixtures import run_forked, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -86,8 +86,7 @@ def run_ranks(job: Callable[[], Any], world: int = 2) -> dict[int, dict[str, Any
     with mp.Manager() as manager:
         results = manager.dict()
         try:
-            mp.start_processes(_rank_main, args=(world, _free_port(), job, results), nprocs=world, join=True,
-                               start_method="fork")
+            run_forked(_rank_main, (world, _free_port(), job, results), processes=world)
         finally:
             collected = dict(results)
     errors = [r["error"] for r in collected.values() if "error" in r]

@@ -21,7 +21,7 @@ from StrokeSegTrainLib.config import LossConfig, NetworkSection, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 from StrokeSegTrainLib.trainer import train_step
 
-from train_fixtures import single_thread  # noqa: F401 (autouse fixture)
+from train_fixtures import run_forked, single_thread  # noqa: F401 (autouse fixture)
 
 SHAPE = (16, 16, 16)
 
@@ -149,9 +149,7 @@ def _nan_on_rank_one(rank: int, world: int, port: int, results: dict) -> None:
 def test_nan_on_one_ddp_process_skips_the_step_on_all() -> None:
     with mp.Manager() as manager:
         results = manager.dict()
-        # fork: the children inherit the imports instead of paying for them again
-        mp.start_processes(_nan_on_rank_one, args=(2, _free_port(), results), nprocs=2, join=True,
-                           start_method="fork")
+        run_forked(_nan_on_rank_one, (2, _free_port(), results))
         results = dict(results)
     assert [results[r]["info"] for r in (0, 1)] == [(0, 2), (1, 2)]
     for rank in (0, 1):
