@@ -19,6 +19,16 @@ NONSTRIPPED_CASE = SHARED_DATA / "acute-dwi-nonstripped" / "subject02"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip cleanly where torch sees no GPU (CI, this project's CPU machines)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def isles_root() -> Path:
     """The real ISLES 2022 cases (Zenodo layout); skips when ../shared/data is absent."""

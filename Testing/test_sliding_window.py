@@ -176,6 +176,54 @@ def test_out_of_memory_at_batch_one_on_cpu_is_a_clear_error() -> None:
             sliding_window_predict(FakeOOM(limit=0), torch.randn(2, 8, 8, 8), (8, 8, 8), batch_size=2)
 
 
+class OutOfMemoryOffCpu(nn.Module):
+    """A 1x1x1 convolution that runs out of memory anywhere but on the CPU. It keeps its weights as plain tensors and
+    only records where ``.to()`` sends it, so a "GPU" (here the name ``meta``) stands in for a full one and the whole
+    fallback path runs on a machine without a GPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reference = Pointwise()
+        self.place = torch.device("cpu")
+        self.moves: list[str] = []
+        self.batch_sizes: list[int] = []
+
+    def to(self, *args, **kwargs):  # noqa: ANN201 - torch's own signature
+        self.place = torch.device(args[0] if args else kwargs["device"])
+        self.moves.append(str(self.place))
+        return self
+
+    def parameters(self, recurse: bool = True):  # noqa: ANN201 - where the network lives, as torch reports it
+        return iter([torch.empty(0, device="meta" if self.place.type == "meta" else "cpu")])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.place.type != "cpu":
+            self.batch_sizes.append(-x.shape[0])
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.batch_sizes.append(x.shape[0])
+        return self.reference.conv(x)
+
+
+def test_out_of_memory_fallback_restores_the_network_and_reports_the_cpu() -> None:
+    net = OutOfMemoryOffCpu()
+    image = torch.randn(2, 24, 16, 16)
+    info: dict = {}
+    with pytest.warns(ResourceWarning) as record:
+        out = sliding_window_predict(net, image, (8, 8, 8), batch_size=2, device="meta", run_info=info)
+    assert any("restarting on the CPU" in str(w.message) for w in record)
+    assert net.batch_sizes[:2] == [-2, -1] and set(net.batch_sizes[2:]) == {1}
+    assert info == {"device": "cpu", "batch_size": 1}
+    assert net.moves[0] == "meta" and "cpu" in net.moves
+    assert net.place == torch.device("meta"), "the caller's network must be back where it was asked to run"
+    torch.testing.assert_close(out, _direct(net.reference, image), rtol=1e-5, atol=1e-6)
+
+
+def test_run_info_reports_the_device_used() -> None:
+    info: dict = {}
+    sliding_window_predict(Pointwise(), torch.randn(2, 8, 8, 8), (8, 8, 8), batch_size=3, run_info=info)
+    assert info == {"device": "cpu", "batch_size": 3}
+
+
 def test_other_runtime_errors_propagate() -> None:
     class Broken(nn.Conv3d):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,3 +277,17 @@ def test_autocast_is_null_on_cpu() -> None:
     ctx = devices.autocast_context(torch.device("cpu"), enabled=True)
     assert isinstance(ctx, contextlib.nullcontext)
     assert devices.autocast_dtype(torch.device("cpu")) is None
+    assert not devices.uses_grad_scaler(torch.device("cpu"), amp=True)
+
+
+@pytest.mark.parametrize(("capability", "dtype"), [((7, 0), torch.float16), ((7, 5), torch.float16),
+                                                   ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_bf16_only_from_compute_capability_8(monkeypatch: pytest.MonkeyPatch, capability, dtype) -> None:
+    """V100 (7.0) and T4 / RTX 20xx (7.5) only emulate bf16, which torch.cuda.is_bf16_supported() counts by default:
+    they must get fp16 with loss scaling, Ampere (8.0) and Hopper (9.0) bf16 without."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    cuda = torch.device("cuda", 0)
+    assert devices.autocast_dtype(cuda) == dtype
+    assert devices.uses_grad_scaler(cuda, amp=True) == (dtype == torch.float16)
+    assert not devices.uses_grad_scaler(cuda, amp=False)

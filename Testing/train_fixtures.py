@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
 from StrokeSegTrainLib.config import AugmentationConfig, NetworkSection, PreprocessSection, TrainConfig
@@ -61,3 +64,18 @@ class CancelInEpoch:
 
     def is_set(self) -> bool:
         return self.event.is_set()
+
+
+def run_forked(function: Callable[..., None], args: tuple[Any, ...], processes: int = 2,
+               timeout_s: float = 120.0) -> None:
+    """``function(rank, *args)`` in ``processes`` forked processes (they inherit the imports, so they start in
+    milliseconds); fails the test when one fails, and kills them all rather than hang when they exceed ``timeout_s``
+    (a collective that never completes)."""
+    context = mp.start_processes(function, args=args, nprocs=processes, join=False, start_method="fork")
+    deadline = time.monotonic() + timeout_s
+    while not context.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                if process.is_alive():
+                    process.kill()
+            pytest.fail(f"the {processes} processes did not finish within {timeout_s:.0f} s")

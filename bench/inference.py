@@ -1,4 +1,4 @@
-"""Whole-case inference latency and peak memory on CPU, against the network's own floor and against MONAI.
+"""Whole-case inference latency and peak memory, against the network's own floor and against MONAI.
 
 Why these three numbers: ``end_to_end_s`` is what a user waits for (read, align, prepare, predict, post-process, write,
 through :func:`StrokeSegLib.segmentation.segment_files`); ``floor_s`` is the bare forward passes of the same network
@@ -11,11 +11,16 @@ Each case runs in its own fresh process so that ``peak_rss_mb`` (the process's m
 after the end-to-end run, so it includes Python, torch and the model) belongs to that case alone. Every process first
 runs one warm-up forward pass so that none of the three timings pays torch's one-off start-up costs.
 
+With ``--device cuda`` the network, the floor and MONAI run on the GPU at the precision ``strokeseg segment`` uses
+there (``INFERENCE_AMP``), each clock stops after the GPU has finished, and MONAI's result is brought back to the CPU
+as ours is; ``peak_gpu_mb`` is the most GPU memory torch allocated.
+
 The network has random weights unless ``--model`` is given (speed does not depend on the weights); its output bias is
 set so that predictions are sparse, as on real scans, so that post-processing is not timed on noise.
 
     python bench/inference.py                      # both cases, default network and patch
     python bench/inference.py --cases isles --features 8,16,32,64,128
+    python bench/inference.py --device cuda --cases isles --repeats 3
 """
 from __future__ import annotations
 
@@ -83,6 +88,7 @@ def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from monai.inferers import sliding_window_inference
 
+    from StrokeSegLib.devices import INFERENCE_AMP, autocast_context
     from StrokeSegLib.model_file import load_model
     from StrokeSegLib.preprocessing import PreprocessConfig, prepare_case
     from StrokeSegLib.segmentation import SegmentOptions, segment_files
@@ -91,6 +97,12 @@ def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    def wait() -> None:  # GPU work is asynchronous: stop a clock only once it has finished
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     size, spacing = CASES[name]
     with tempfile.TemporaryDirectory(prefix="strokeseg-bench-") as tmp:
         folder = Path(tmp)
@@ -100,44 +112,51 @@ def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
         sitk.WriteImage(case.adc, str(adc_path), True)
         model_path = _make_model(folder, args)
         loaded = load_model(model_path)
-        network, meta = loaded.network, loaded.metadata
+        network, meta = loaded.network.to(device), loaded.metadata
         patch = tuple(meta.patch_size)
 
-        with torch.inference_mode():  # warm-up: torch's one-off kernel selection is not part of any timing
-            network(torch.zeros(1, network.config.in_channels, *patch))
+        with torch.inference_mode(), autocast_context(device, INFERENCE_AMP):  # warm-up: one-off kernel selection
+            network(torch.zeros(args.batch_size, network.config.in_channels, *patch, device=device))
+        wait()
 
-        options = SegmentOptions(device="cpu", overlap=args.overlap, batch_size=args.batch_size)
+        options = SegmentOptions(device=args.device, overlap=args.overlap, batch_size=args.batch_size)
         reports: list[dict[str, Any]] = []
 
         def end_to_end() -> None:
             result = segment_files(dwi_path, adc_path, model=model_path, options=options,
                                    out_mask=folder / "mask.nii.gz")
-            reports.append(dict(result.report["timings"]))
+            reports.append(dict(result.report["timings"], device=result.report["device"]))
 
-        e2e = _timed(end_to_end)  # first run alone, so that the peak RSS is the end-to-end one
+        if device.type == "cuda":  # the first run on a GPU also pays for cuDNN's kernel choice at this case's shapes
+            end_to_end()
+            reports.clear()
+            torch.cuda.reset_peak_memory_stats(device)
+        e2e = _timed(end_to_end)  # first timed run alone, so that the peak RSS is the end-to-end one
         peak_rss = _peak_rss_mb()
+        peak_gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
 
         clip = tuple(meta.normalization.get("clip_percentiles", (0.5, 99.5)))
         prepared = prepare_case(case.dwi, case.adc,
                                 PreprocessConfig(target_spacing=tuple(meta.target_spacing), clip_percentiles=clip))
-        image = torch.from_numpy(prepared.image)
+        image = torch.from_numpy(prepared.image).to(device)
         padded, _ = pad_to_patch(image, patch)
         starts = iter_window_starts(tuple(padded.shape[1:]), patch, args.overlap)
         pz, py, px = patch
 
         def floor() -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast_context(device, INFERENCE_AMP):
                 for i in range(0, len(starts), args.batch_size):
                     batch = torch.stack([padded[:, z:z + pz, y:y + py, x:x + px]
                                          for z, y, x in starts[i:i + args.batch_size]])
                     network(batch)
+            wait()
 
         def monai() -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast_context(device, INFERENCE_AMP):
                 logits = sliding_window_inference(image[None], roi_size=patch, sw_batch_size=args.batch_size,
                                                   predictor=network, overlap=args.overlap, mode="gaussian",
                                                   sigma_scale=0.125)
-                torch.sigmoid(logits)
+                torch.sigmoid(logits.float()).cpu()
 
         floor_t, monai_t = _timed(floor), _timed(monai)
         for _ in range(args.repeats - 1):  # interleaved, so that a burst of load elsewhere hits all three alike
@@ -158,6 +177,8 @@ def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "monai_s": monai_t[0],
         "cpu_s": {"end_to_end": e2e[1], "floor": floor_t[1], "monai": monai_t[1]},
         "peak_rss_mb": peak_rss,
+        "peak_gpu_mb": peak_gpu,
+        "device": timings.pop("device"),
         "timings": timings,
     }
 
@@ -196,7 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--repeats", type=int, default=1, help="time each measurement this often, keep the best")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--dry-run", action="store_true", help="check the arguments, print the plan, measure nothing")
     args = parser.parse_args(argv)
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.model and not Path(args.model).is_file():
+        parser.error(f"--model {args.model}: no such file")
+    if args.dry_run:
+        for name in args.cases.split(","):
+            if name not in CASES:
+                parser.error(f"unknown case {name!r}; choose from {', '.join(CASES)}")
+        print(f"would time cases {args.cases} on {args.device} with model {args.model or 'random, features '}"
+              f"{'' if args.model else args.features}, batch {args.batch_size}, {args.repeats} repeat(s)")
+        return 0
 
     results = []
     for name in args.cases.split(","):
@@ -209,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         t = result["timings"]
         print(f"[{name}] native {result['native_size']} (x,y,z) -> network {result['network_shape_zyx']} (z,y,x), "
-              f"patch {result['patch']}, {result['windows']} windows, {result['threads']} threads")
+              f"patch {result['patch']}, {result['windows']} windows, {result['threads']} threads, "
+              f"predicted on {result['device']}")
         print("  stages: " + ", ".join(f"{k}={v:.2f}" for k, v in t.items()))
         predict = t.get("predict_s", float("nan"))
         print(f"  our sliding window {predict:.2f} s vs MONAI {result['monai_s']:.2f} s "
@@ -220,10 +255,12 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     for r in results:
+        gpu = f" peak_gpu_mb={r['peak_gpu_mb']:.0f}" if args.device != "cpu" else ""
         print(f"case={r['case']} end_to_end_s={r['end_to_end_s']:.2f} floor_s={r['floor_s']:.2f} "
               f"monai_s={r['monai_s']:.2f} peak_rss_mb={r['peak_rss_mb']:.0f} "
               f"overhead_vs_floor={r['end_to_end_s'] / r['floor_s']:.3f} "
-              f"ratio_vs_monai={r['end_to_end_s'] / r['monai_s']:.3f}")
+              f"ratio_vs_monai={r['end_to_end_s'] / r['monai_s']:.3f} "
+              f"predict_s={r['timings'].get('predict_s', float('nan')):.3f}{gpu} device={r['device']}")
     return 0
 
 

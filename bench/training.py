@@ -1,16 +1,20 @@
-"""Training throughput (patches per second) and peak memory on CPU, against a MONAI pipeline doing the same work.
+"""Training throughput (patches per second) and peak memory, against a MONAI pipeline doing the same work.
 
 Both pipelines train the same network (StrokeSeg's attention U-Net with deep supervision) with the same loss, optimiser,
 patch size, batch size and augmentations on the same preprocessed cases; they differ only in how batches are made:
 
 * ours: :class:`PatchSampler` (memory-mapped cache, foreground oversampling) and :func:`augment_batch` (one
-  ``grid_sample`` for image and mask, intensity transforms on the chosen samples), both in 2 prefetch threads as the
-  trainer runs them on the CPU;
+  ``grid_sample`` for image and mask, intensity transforms on the chosen samples), both in prefetch threads as the
+  trainer runs them (:func:`to_device_batch`: on a GPU the threads pin the batch, copy it and augment it there);
 * MONAI: padding and ``FgBgToIndicesd`` cached once, then ``RandCropByPosNegLabeld`` (pos 1 : neg 2, the same 0.33
   foreground fraction, from the cached indices), ``RandFlipd`` per axis,
   ``RandAffined`` (rotation and isotropic scaling), ``RandGaussianNoised``, ``RandGaussianSmoothd``,
   ``RandScaleIntensityd`` (brightness), ``RandScaleIntensityFixedMeand`` (contrast), ``RandSimulateLowResolutiond``
-  and ``RandAdjustContrastd`` (gamma), per sample, through a ``DataLoader`` with 2 worker processes.
+  and ``RandAdjustContrastd`` (gamma), per sample, through a ``DataLoader`` with worker processes (pinned batches
+  copied to the GPU asynchronously when training on one).
+
+With ``--device cuda`` both train with AMP and the fused AdamW, as the trainer does there, and the clocks stop only
+after the GPU has finished (``torch.cuda.synchronize``); ``peak_gpu_mb`` is the most GPU memory torch allocated.
 
 Each pipeline runs in its own fresh process so that ``peak_rss_mb`` (maximum resident set size, workers excluded)
 is its own; with ``--repeats`` the pipelines alternate and medians are reported, because on a shared machine the
@@ -19,6 +23,7 @@ pipelines differ; ``patches_per_s`` times full training steps after warm-up.
 
     python bench/training.py                                  # defaults: 4 ISLES-sized cases, 20 steps
     python bench/training.py --features 16,32,64,128,256 --patch 64,96,96 --steps 10
+    python bench/training.py --device cuda --features 16,32,64,128,256 --patch 64,96,96 --workers 6
 
 The last line is ``patches_per_s=<x> monai_patches_per_s=<x> peak_rss_mb=<x> ratio_vs_monai=<x>``.
 """
@@ -49,7 +54,8 @@ def _config(args: argparse.Namespace):
     from StrokeSegTrainLib.config import NetworkSection, TrainConfig
 
     return TrainConfig(network=NetworkSection(features=args.features, deep_supervision=True),
-                       patch_size=args.patch, batch_size=args.batch, prefetch_batches=2, amp=False)
+                       patch_size=args.patch, batch_size=args.batch, prefetch_batches=args.workers,
+                       amp=args.device == "cuda")
 
 
 def _make_cases(folder: Path, count: int) -> list[str]:
@@ -69,35 +75,37 @@ def _make_cases(folder: Path, count: int) -> list[str]:
 def _training_parts(args: argparse.Namespace):
     import torch
 
+    from StrokeSegLib.devices import uses_grad_scaler
     from StrokeSegLib.network import AttentionUNet3D
     from StrokeSegTrainLib.export import training_network_config
     from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 
     config = _config(args)
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    network = AttentionUNet3D(training_network_config(config)).train()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=3e-4)
-    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    network = AttentionUNet3D(training_network_config(config)).to(device).train()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=3e-4, fused=True if device.type == "cuda" else None)
+    scaler = torch.amp.GradScaler(device.type, enabled=uses_grad_scaler(device, config.amp))
     return config, network, optimizer, scaler, DeepSupervisionLoss(SegmentationLoss(config.loss))
 
 
 def _ours(args: argparse.Namespace, entries: list[str]):
-    """Endless iterator of augmented (image, mask) batches from our sampler and augmentation."""
+    """Endless iterator of augmented (image, mask) batches from our sampler and augmentation, on the device."""
+    import functools
+
     import torch
 
-    from StrokeSegTrainLib.augmentation import augment_batch
     from StrokeSegTrainLib.data_cache import open_entry
     from StrokeSegTrainLib.sampler import PatchSampler
+    from StrokeSegTrainLib.trainer import to_device_batch
 
     config = _config(args)
     sampler = PatchSampler([open_entry(e) for e in entries], config.patch_size, config.batch_size,
                            config.foreground_fraction, seed=0)
-    def augment(planned, image, mask):  # as the trainer does on the CPU: in the prefetch threads
-        return augment_batch(torch.from_numpy(image), torch.from_numpy(mask).float(), config.augmentation,
-                             torch.Generator().manual_seed(planned.augment_seed))
-
+    transform = functools.partial(to_device_batch, device=torch.device(args.device),
+                                  augmentation=config.augmentation)  # as the trainer does, in the prefetch threads
     while True:
-        for _, image, mask in sampler.iterate(sampler.plan_epoch(50), prefetch=2, transform=augment):
+        for _, image, mask in sampler.iterate(sampler.plan_epoch(50), prefetch=args.workers, transform=transform):
             yield image, mask
 
 
@@ -141,11 +149,12 @@ def _monai(args: argparse.Namespace, entries: list[str]):
     ])
     cached = CacheDataset(data, transform=prepare, progress=False)
     dataset = Dataset([cached[i] for i in range(len(cached))] * 1000, transform=transforms)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=2,
-                        persistent_workers=True)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=args.workers,
+                        persistent_workers=True, pin_memory=args.device == "cuda")
     while True:
         for batch in loader:
-            yield batch["image"].as_tensor().float(), batch["label"].as_tensor().float()
+            yield (batch["image"].as_tensor().float().to(args.device, non_blocking=True),
+                   batch["label"].as_tensor().float().to(args.device, non_blocking=True))
 
 
 def _worker(pipeline: str, args: argparse.Namespace, entries: list[str], queue: Any) -> None:
@@ -154,25 +163,36 @@ def _worker(pipeline: str, args: argparse.Namespace, entries: list[str], queue: 
     from StrokeSegTrainLib.trainer import train_step
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    def wait() -> None:  # GPU work is asynchronous: a clock read before it finishes would flatter either pipeline
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     batches = (_ours if pipeline == "ours" else _monai)(args, entries)
     for _ in range(args.warmup):
         next(batches)
+    wait()
     started = time.perf_counter()
     for _ in range(args.data_steps):
         next(batches)
+    wait()
     data_s = time.perf_counter() - started
     config, network, optimizer, scaler, loss_fn = _training_parts(args)
-    device = torch.device("cpu")
     for _ in range(args.warmup):
         image, mask = next(batches)
         train_step(network, optimizer, scaler, loss_fn, image, mask, config, device)
+    wait()
     started = time.perf_counter()
     for _ in range(args.steps):
         image, mask = next(batches)
         train_step(network, optimizer, scaler, loss_fn, image, mask, config, device)
+    wait()
     train_s = time.perf_counter() - started
+    peak_gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
     queue.put({"pipeline": pipeline, "patches_per_s": args.steps * args.batch / train_s,
-               "data_patches_per_s": args.data_steps * args.batch / data_s, "peak_rss_mb": _peak_rss_mb()})
+               "data_patches_per_s": args.data_steps * args.batch / data_s, "peak_rss_mb": _peak_rss_mb(),
+               "peak_gpu_mb": peak_gpu})
     batches.close()
 
 
@@ -188,7 +208,7 @@ def _run(pipeline: str, args: argparse.Namespace, entries: list[str]) -> dict[st
 
 def _median(results: list[dict[str, Any]]) -> dict[str, float]:
     """Per-key median over repeated runs of one pipeline."""
-    keys = ("patches_per_s", "data_patches_per_s", "peak_rss_mb")
+    keys = ("patches_per_s", "data_patches_per_s", "peak_rss_mb", "peak_gpu_mb")
     return {k: statistics.median(r[k] for r in results) for k in keys}
 
 
@@ -202,13 +222,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-steps", type=int, default=30, help="timed data-only batches per pipeline")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads per pipeline (default 2)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="our prefetch threads and MONAI's DataLoader worker processes (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs per pipeline; medians reported")
+    parser.add_argument("--dry-run", action="store_true", help="check the arguments, print the plan, measure nothing")
     args = parser.parse_args(argv)
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.dry_run:
+        _config(args).validate()
+        print(f"would time {args.steps} training steps per pipeline on {args.device}: network {args.features}, "
+              f"patch {args.patch}, batch {args.batch}, {args.workers} workers")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         entries = _make_cases(Path(tmp), args.cases)
         print(f"prepared {args.cases} cases in {time.perf_counter() - started:.1f} s; network {args.features}, "
-              f"patch {args.patch}, batch {args.batch}, {args.threads} threads", flush=True)
+              f"patch {args.patch}, batch {args.batch}, {args.threads} threads, {args.workers} workers, "
+              f"device {args.device}", flush=True)
         runs: dict[str, list[dict[str, Any]]] = {"ours": [], "monai": []}
         for _ in range(args.repeats):  # alternate, so a change in machine load hits both pipelines alike
             for pipeline in runs:
@@ -218,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data only: ours {ours['data_patches_per_s']:.2f} patches/s, MONAI {monai['data_patches_per_s']:.2f} "
           f"patches/s, ratio {ours['data_patches_per_s'] / monai['data_patches_per_s']:.2f}")
     print(f"MONAI peak RSS {monai['peak_rss_mb']:.0f} MB (main process; its 2 workers not included)")
+    gpu = f" peak_gpu_mb={ours['peak_gpu_mb']:.0f}" if args.device != "cpu" else ""
     print(f"patches_per_s={ours['patches_per_s']:.3f} monai_patches_per_s={monai['patches_per_s']:.3f} "
-          f"peak_rss_mb={ours['peak_rss_mb']:.0f} ratio_vs_monai={ours['patches_per_s'] / monai['patches_per_s']:.3f}")
+          f"peak_rss_mb={ours['peak_rss_mb']:.0f} ratio_vs_monai={ours['patches_per_s'] / monai['patches_per_s']:.3f}"
+          f"{gpu} device={args.device}")
     return 0
 
 

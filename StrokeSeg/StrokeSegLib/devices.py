@@ -61,17 +61,35 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     raise StrokeSegError(f"Unsupported device {name!r}; choose one of {', '.join(DEVICE_CHOICES)} (or cuda:N).")
 
 
+# Inference (``strokeseg segment``, batch runs, the Slicer panel) and training validation run at this precision, so
+# that a validation score is the score a user gets: mixed precision where :func:`autocast_dtype` offers a type.
+INFERENCE_AMP = True
+
+BF16_MIN_CAPABILITY = 8  # Ampere: the first NVIDIA generation with bf16 tensor cores
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The half-precision type used on ``device``: bf16 where the GPU supports it (no overflow), else fp16; None off
-    CUDA (CPU autocast is slower than float32 for 3-D convolutions, MPS autocast is not reliable across versions)."""
+    """The half-precision type used on ``device``: bf16 on GPUs of compute capability 8 or more (no overflow, no
+    loss scaling), fp16 on older ones; None off CUDA (CPU autocast is slower than float32 for 3-D convolutions, MPS
+    autocast is not reliable across versions).
+
+    ``torch.cuda.is_bf16_supported()`` is not the test: by default it also counts bf16 that the GPU only emulates
+    (V100, T4, RTX 20xx), where every 3-D convolution would run in slow fallback kernels.
+    """
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    major, _minor = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= BF16_MIN_CAPABILITY else torch.float16
+
+
+def uses_grad_scaler(device: torch.device, amp: bool) -> bool:
+    """Whether training needs loss scaling: only fp16 autocast, whose small gradients underflow without it."""
+    return amp and autocast_dtype(device) == torch.float16
 
 
 def autocast_context(device: torch.device, enabled: bool = True) -> ContextManager[object]:
-    """Mixed-precision autocast on CUDA when ``enabled``; a null context everywhere else."""
+    """Autocast to :func:`autocast_dtype` when ``enabled`` and the device has one; a null context otherwise."""
     dtype = autocast_dtype(device) if enabled else None
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)

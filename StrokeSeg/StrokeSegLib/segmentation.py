@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import torch
 
 from .atomic import write_json_atomic
-from .devices import resolve_device
+from .devices import INFERENCE_AMP, resolve_device
 from .errors import StrokeSegError
 from .geometry import Grid
 from .imageio import read_image, write_image
@@ -115,6 +115,7 @@ def segment_images(
 
     t = time.perf_counter()
     network = loaded.network.to(device)
+    predicted_on: dict[str, Any] = {}
     probabilities = sliding_window_predict(
         network,
         torch.from_numpy(prepared.image),
@@ -122,10 +123,11 @@ def segment_images(
         overlap=options.overlap,
         batch_size=options.batch_size or _default_batch_size(device),
         device=device,
-        amp=True,
+        amp=INFERENCE_AMP,
         mirror_tta=options.tta,
         progress=progress,
         cancel=cancel,
+        run_info=predicted_on,
     )
     timings["predict_s"] = time.perf_counter() - t
     check_cancel(cancel)
@@ -157,7 +159,7 @@ def segment_images(
         "threshold": threshold,
         "min_lesion_mm3": min_mm3,
         "tta": options.tta,
-        "device": str(network_device(network)),
+        "device": predicted_on["device"],  # the CPU when the GPU ran out of memory
         "model_id": meta.model_id,
         "model_sha256": loaded.sha256,
         "alignment": {
@@ -171,11 +173,6 @@ def segment_images(
         "timings": timings,
     }
     return SegmentationResult(mask=mask, probability=probability, report=result_report)
-
-
-def network_device(network: torch.nn.Module) -> torch.device:
-    """Where the network actually ran (inference may have fallen back to CPU after running out of GPU memory)."""
-    return next(network.parameters()).device
 
 
 def segment_files(

@@ -15,6 +15,7 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -159,12 +160,15 @@ def sliding_window_predict(
     mirror_tta: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    run_info: dict[str, Any] | None = None,
 ) -> torch.Tensor:
     """Probabilities ``(out, z, y, x)`` float32 on the CPU for ``image`` ``(C, z, y, x)``.
 
-    ``device`` None runs where the network is; otherwise the network is moved there. On out-of-memory the batch is
-    halved down to 1, then the network (in place) and the work move to the CPU, with a warning each time. The network
-    is evaluated in eval mode and its previous mode restored.
+    ``device`` None runs where the network is; otherwise the network is moved there (and stays there). On
+    out-of-memory the batch is halved down to 1, then the prediction restarts on the CPU, with a warning each time;
+    the network is moved back to ``device`` afterwards, so a caller that keeps training it finds it where it was.
+    ``run_info``, when given, receives the ``device`` and ``batch_size`` actually used. The network is evaluated in
+    eval mode and its previous mode restored.
     """
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(image)
@@ -180,9 +184,14 @@ def sliding_window_predict(
     was_training = network.training
     network.eval()
     try:
-        return _run(network, image, patch, overlap, int(batch_size), device, amp, mirror_tta, progress, cancel)
+        probabilities, used_device, used_batch = _run(
+            network, image, patch, overlap, int(batch_size), device, amp, mirror_tta, progress, cancel)
     finally:
         network.train(was_training)
+        network.to(device)  # undo an out-of-memory move to the CPU (a no-op otherwise)
+    if run_info is not None:
+        run_info.update(device=str(used_device), batch_size=used_batch)
+    return probabilities
 
 
 def _run(
@@ -196,7 +205,8 @@ def _run(
     mirror_tta: bool,
     progress: ProgressCallback | None,
     cancel: CancelToken | None,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.device, int]:
+    """The prediction, the device it ran on and its final batch size."""
     report(progress, STAGE, 0.0)
     padded, crop = pad_to_patch(image.to(device=device, dtype=torch.float32), patch)
     spatial = tuple(padded.shape[1:])
@@ -230,16 +240,13 @@ def _run(
                     f"Out of memory predicting a single {patch} patch on the CPU; close other programs or use a "
                     "model with a smaller patch size."
                 )
-            _warn(f"Out of memory on {device} even with batch size 1; continuing on the CPU (slower).")
-            device = torch.device("cpu")
-            network.to(device)
-            padded = padded.to(device)
-            weight = weight.to(device)
-            acc = None if acc is None else acc.to(device)
-            gauss = gaussian_importance(patch, device)
-            if torch.cuda.is_available():
+            _warn(f"Out of memory on {device} even with batch size 1; restarting on the CPU (slower).")
+            cpu = torch.device("cpu")
+            network.to(cpu)
+            padded = acc = weight = gauss = None  # type: ignore[assignment]  # free the device's buffers first
+            if device.type == "cuda":
                 torch.cuda.empty_cache()
-            continue
+            return _run(network, image, patch, overlap, 1, cpu, amp, mirror_tta, progress, cancel)
 
         if acc is None:
             acc = torch.zeros((probs.shape[1], *spatial), dtype=torch.float32, device=device)
@@ -251,7 +258,7 @@ def _run(
 
     assert acc is not None
     acc /= weight
-    return acc[crop].to("cpu").contiguous()
+    return acc[crop].to("cpu").contiguous(), device, batch_size
 
 
 def _warn(message: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from StrokeSegLib.progress import CancelToken, ProgressCallback, report
 
+from . import distributed
 from .config import TrainConfig
 from .reports import read_metrics_csv, write_metrics_report
 from .trainer import TrainResult, fold_dir, train
@@ -34,27 +35,37 @@ def run_cv(config: TrainConfig, data: str | Path, out: str | Path, folds: list[i
            progress: ProgressCallback | None = None, cancel: CancelToken | None = None, *, device: str = "auto",
            resume: bool = False, cache_dir: str | Path | None = None, show_progress: bool = False,
            command: str | None = None) -> CVResult:
-    """Train ``folds`` (default: all) and write the pooled ``metrics.csv`` and ``summary.json`` into ``out``.
+    """Train ``folds`` (default: all) and write the pooled ``metrics.csv`` and ``summary.json`` into ``out`` (rank 0
+    pools; under torchrun the other processes return without ``rows`` and ``summary``).
 
     With ``resume``, finished folds (a ``DONE`` marker) are kept and unfinished ones continue from their checkpoint.
     """
     out = Path(out)
     selected = list(range(config.num_folds)) if folds is None else sorted(set(folds))
     result = CVResult(out=out)
-    for position, fold in enumerate(selected):
-        done = (fold_dir(out, fold) / "DONE").is_file()
-        if resume and done:
-            log.info("fold %d already finished; keeping it", fold)
-            result.folds[fold] = None
-            continue
+    initialised_here = not distributed.group_exists()
+    info, _ = distributed.setup(device)  # one process group for every fold under torchrun
+    try:
+        for position, fold in enumerate(selected):
+            done = (fold_dir(out, fold) / "DONE").is_file()
+            if resume and done:
+                log.info("fold %d already finished; keeping it", fold)
+                result.folds[fold] = None
+                continue
 
-        def fold_progress(stage: str, fraction: float, _k: int = position) -> None:
-            report(progress, f"Fold {_k + 1}/{len(selected)}: {stage}", fraction)
+            def fold_progress(stage: str, fraction: float, _k: int = position) -> None:
+                report(progress, f"Fold {_k + 1}/{len(selected)}: {stage}", fraction)
 
-        result.folds[fold] = train(config, data, out, fold, fold_progress if progress else None, cancel,
-                                   device=device, resume=resume, cache_dir=cache_dir, show_progress=show_progress,
-                                   command=command)
-    return pool_folds(out, selected, result)
+            result.folds[fold] = train(config, data, out, fold, fold_progress if progress else None, cancel,
+                                       device=device, resume=resume, cache_dir=cache_dir,
+                                       show_progress=show_progress, command=command)
+        if info.is_main:
+            pool_folds(out, selected, result)
+        distributed.barrier(info)
+        return result
+    finally:
+        if initialised_here:
+            distributed.cleanup()
 
 
 def pool_folds(out: str | Path, folds: list[int], result: CVResult | None = None) -> CVResult:

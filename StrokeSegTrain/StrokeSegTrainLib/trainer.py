@@ -32,7 +32,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from StrokeSegLib.atomic import write_json_atomic, write_text_atomic
-from StrokeSegLib.devices import autocast_context, autocast_dtype
+from StrokeSegLib.devices import autocast_context, uses_grad_scaler
 from StrokeSegLib.errors import StrokeSegError
 from StrokeSegLib.network import AttentionUNet3D
 from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, report
@@ -40,7 +40,7 @@ from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, r
 from . import distributed
 from .augmentation import augment_batch
 from .checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import TrainConfig
+from .config import AugmentationConfig, TrainConfig
 from .data_cache import CachedCase, build_cache
 from .dataset import load_training_cases
 from .export import export_model, training_network_config
@@ -57,6 +57,7 @@ log = logging.getLogger("StrokeSegTrainLib")
 
 # Settings that may change between a run and its resume; anything else would make the resumed run a different run.
 RESUMABLE_CHANGES = ("epochs", "early_stopping_patience", "prefetch_batches", "val_batch_size")
+_BAR_EVERY = 10  # progress-bar loss refresh, in steps (each refresh waits for the GPU)
 
 
 @dataclass
@@ -105,26 +106,69 @@ def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                loss_fn: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, config: TrainConfig,
-               device: torch.device) -> float:
-    """One optimisation step (autocast, scaled backward, clipping); returns the loss (NaN when it was not finite).
+               device: torch.device, info: distributed.DistInfo = distributed.DistInfo()) -> torch.Tensor:
+    """One optimisation step (autocast, scaled backward, clipping); returns the loss as a 0-d tensor on the device,
+    NaN when the step was skipped. Nothing here waits for the GPU: callers read the losses once per epoch.
 
-    A non-finite loss is replaced by a zero loss rather than skipped: every DDP process must take part in each
-    gradient all-reduce and then step, or the replicas would drift apart. Its gradient contribution is zero.
+    A non-finite loss on any process skips the update on every process: the finite flag is and-ed over processes
+    before the backward pass, which all of them still run (DDP's gradient all-reduce needs every process), and the
+    optimiser then leaves weights, momentum and weight decay untouched everywhere, so the replicas stay identical.
     """
     optimizer.zero_grad(set_to_none=True)
     with autocast_context(device, config.amp):
         outputs = model(image)
-    loss = loss_fn(outputs, mask)
-    finite = bool(torch.isfinite(loss))
-    if not finite:
-        # Zero gradients for every parameter without touching the non-finite graph (0 * NaN is NaN).
-        loss = sum(p.sum() for p in model.parameters()) * 0.0
+    loss = loss_fn(outputs, mask).float()
+    finite = distributed.all_true(torch.isfinite(loss.detach()), info)
     scaler.scale(loss).backward()
+    if scaler.is_enabled():  # the scaler skips on non-finite gradients: make sure it sees this step's as such
+        _poison_gradients(optimizer, finite)
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-    scaler.step(optimizer)
+    if scaler.is_enabled():
+        scaler.step(optimizer)
+    else:
+        step_if(optimizer, finite)
     scaler.update()
-    return float(loss.detach()) if finite else float("nan")
+    return torch.where(finite, loss.detach(), torch.full_like(loss.detach(), math.nan))
+
+
+def _poison_gradients(optimizer: torch.optim.Optimizer, finite: torch.Tensor) -> None:
+    """Make one gradient NaN when ``finite`` is false (added on the device, no synchronisation)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            if param.grad is not None:
+                param.grad.add_(torch.where(finite, 0.0, math.nan).to(param.grad.dtype))
+                return
+
+
+def step_if(optimizer: torch.optim.Optimizer, finite: torch.Tensor) -> None:
+    """``optimizer.step()`` when ``finite`` (a 0-d bool tensor) is true. A fused optimiser skips on the device
+    through its ``found_inf`` input (the one the gradient scaler uses); any other one needs the flag on the host."""
+    if all(group.get("fused") for group in optimizer.param_groups):
+        optimizer.found_inf = (~finite).float()  # type: ignore[attr-defined]
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf  # type: ignore[attr-defined]
+    elif bool(finite):
+        optimizer.step()
+
+
+def to_device_batch(planned: PlannedBatch, image: np.ndarray, mask: np.ndarray, device: torch.device,
+                    augmentation: AugmentationConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sampled batch on ``device``, augmented with its planned seed; meant for the sampler's prefetch threads.
+
+    On a GPU the batch is pinned first, so that the copy is truly asynchronous, and the augmentation's random numbers
+    (drawn on the CPU, for identical results on every device) cost the training loop nothing.
+    """
+    image_t, mask_t = torch.from_numpy(image), torch.from_numpy(mask)
+    generator = torch.Generator().manual_seed(planned.augment_seed)
+    if device.type != "cuda":
+        return augment_batch(image_t.to(device), mask_t.to(device).float(), augmentation, generator)
+    with torch.cuda.device(device):  # a new thread would otherwise pin and launch on cuda:0
+        image_t = image_t.pin_memory().to(device, non_blocking=True)
+        mask_t = mask_t.pin_memory().to(device, non_blocking=True).float()
+        return augment_batch(image_t, mask_t, augmentation, generator)
 
 
 class _Run:
@@ -190,13 +234,14 @@ class _Run:
         if info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.network, device_ids=ids)
+        # Fused on the GPU: one kernel for all weights, and a skipped step (non-finite loss) costs no synchronisation.
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=c.optim.learning_rate,
-                                           weight_decay=c.optim.weight_decay)
+                                           weight_decay=c.optim.weight_decay,
+                                           fused=True if self.device.type == "cuda" else None)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=c.optim.plateau_factor, patience=c.optim.plateau_patience,
             min_lr=c.optim.min_learning_rate) if c.optim.scheduler == "plateau" else None
-        half = autocast_dtype(self.device) if c.amp else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=half == torch.float16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=uses_grad_scaler(self.device, c.amp))
         self.loss_fn = DeepSupervisionLoss(SegmentationLoss(c.loss))
         self.sampler = PatchSampler(self.train_cases, c.patch_size, c.batch_size, c.foreground_fraction, c.seed,
                                     info.rank, info.world_size, c.foreground_sampling)
@@ -245,14 +290,14 @@ class _Run:
 
     def _augment(self, planned: PlannedBatch, image: np.ndarray, mask: np.ndarray
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch to the device and augment it with its planned seed (in a prefetch thread when training on CPU)."""
-        image_t = torch.from_numpy(image).to(self.device, non_blocking=True)
-        mask_t = torch.from_numpy(mask).to(self.device, non_blocking=True).float()
-        generator = torch.Generator().manual_seed(planned.augment_seed)
-        return augment_batch(image_t, mask_t, self.config.augmentation, generator)
+        return to_device_batch(planned, image, mask, self.device, self.config.augmentation)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One epoch of patches; returns the mean loss over processes and the number of non-finite losses."""
+        """One epoch of patches; returns the mean loss over processes and the number of skipped (non-finite) steps.
+
+        Losses are summed on the device and read once at the end of the epoch (a progress bar reads them every
+        ``_BAR_EVERY`` steps).
+        """
         c = self.config
         self.model.train()
         plan = self.sampler.plan_epoch(c.iterations_per_epoch)
@@ -260,35 +305,47 @@ class _Run:
         if self.show_progress and self.info.is_main:
             from tqdm.auto import tqdm
             bar = tqdm(total=len(plan), desc=f"epoch {epoch + 1}/{c.epochs}", leave=False, unit="it")
-        total, steps, skipped = 0.0, 0, 0
-        on_cpu = self.device.type == "cpu"
-        batches = self.sampler.iterate(plan, c.prefetch_batches, transform=self._augment if on_cpu else None)
-        for it, (planned, image, mask) in enumerate(batches):
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        steps = torch.zeros((), dtype=torch.int64, device=self.device)
+        batches = self.sampler.iterate(plan, c.prefetch_batches, transform=self._augment)
+        for it, (_planned, image, mask) in enumerate(batches):
             check_cancel(self.cancel)
-            if not on_cpu:
-                image, mask = self._augment(planned, image, mask)
-            loss = train_step(self.model, self.optimizer, self.scaler, self.loss_fn, image, mask, c, self.device)
-            skipped += int(not math.isfinite(loss))
-            if math.isfinite(loss):
-                total += loss
-                steps += 1
+            loss = train_step(self.model, self.optimizer, self.scaler, self.loss_fn, image, mask, c, self.device,
+                              self.info)
+            finite = torch.isfinite(loss)
+            total += torch.where(finite, loss.double(), 0.0)
+            steps += finite
             report(self.progress, "Training", (epoch + (it + 1) / len(plan)) / c.epochs)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{total / max(steps, 1):.4f}")
+                if (it + 1) % _BAR_EVERY == 0 or it + 1 == len(plan):
+                    bar.set_postfix(loss=f"{float(total) / max(int(steps), 1):.4f}")
         if bar is not None:
             bar.close()
-        mean = distributed.all_reduce_mean(total / max(steps, 1), self.info, self.device)
-        return {"train_loss": mean, "nonfinite_steps": skipped}
+        total_value, finite_steps = float(total), int(steps)  # the epoch's one synchronisation
+        mean = distributed.all_reduce_mean(total_value / max(finite_steps, 1), self.info, self.device)
+        return {"train_loss": mean, "nonfinite_steps": len(plan) - finite_steps}
 
-    def validate_epoch(self) -> tuple[dict[str, float], ValidationResult | None]:
-        """Rank 0 scores the held-out fold in native space; every process receives the numbers."""
-        columns, result = None, None
-        if self.info.is_main:
-            result = validate(self.network, self.val_cases, self.config, self.device, cancel=self.cancel,
-                              keep_predictions=True)
-            columns = result.history_columns()
-        return distributed.broadcast_object(columns, self.info), result
+    def validate_epoch(self, progress: ProgressCallback | None = None, stage: str = "Validating"
+                       ) -> tuple[dict[str, float], ValidationResult]:
+        """Score the held-out fold in native space, each process a share of the cases; every process receives all
+        rows and the same numbers. The predictions stay with the process that made them (see ``_gather_predictions``).
+        """
+        info = self.info
+        mine = self.val_cases[info.rank::info.world_size]
+        if progress is not None:
+            report(progress, stage, 0.0)
+        local = validate(self.network, mine, self.config, self.device, progress if info.is_main else None,
+                         cancel=self.cancel, keep_predictions=True)
+        predictions, local.predictions = local.predictions, {}
+        result = ValidationResult.merged(distributed.all_gather(local, info), [c.case_id for c in self.val_cases])
+        result.predictions = predictions
+        return result.history_columns(), result
+
+    def _gather_predictions(self, result: ValidationResult) -> None:
+        """Every process's predictions into rank 0's ``result`` (only for the epochs whose report is written)."""
+        parts = distributed.all_gather(result.predictions, self.info)
+        result.predictions = {k: v for part in parts for k, v in part.items()}
 
     def _write_validation(self, result: ValidationResult, epoch: int) -> None:
         """The best epoch's predictions and report, in the format of ``strokeseg evaluate``."""
@@ -320,7 +377,8 @@ class _Run:
                     self.scheduler.step(dice)
                 if math.isfinite(dice) and dice > self.best_dice:
                     self.best_dice, self.best_epoch = dice, epoch + 1
-                    if self.info.is_main and validation is not None:
+                    self._gather_predictions(validation)
+                    if self.info.is_main:
                         self._write_validation(validation, epoch + 1)
                         save_checkpoint(self.dir / "best.pt", {"model": self.network.state_dict(),
                                                                "epoch": epoch + 1, "val": dict(row)})
@@ -355,7 +413,11 @@ class _Run:
 
     # ------------------------------------------------------------------------------------------------ the end
     def finish(self) -> TrainResult:
-        """Rank 0 exports the best weights, with the report written when their epoch was validated."""
+        """Rank 0 exports the best weights, with the report written when their epoch was validated.
+
+        Every process loads the best weights (rank 0 wrote them before the last barrier), so that all can share a
+        re-validation when the report is missing.
+        """
         result = TrainResult(self.dir, self.best_epoch, self.best_dice, None, self.history,
                              stopped_early=self.stopped_early)
         if self.info.enabled:
@@ -363,12 +425,14 @@ class _Run:
             if self.info.is_main:
                 log.log(logging.INFO if agree else logging.ERROR, "DDP: model replicas %s on %d processes",
                         "identical" if agree else "DIFFER", self.info.world_size)
+        best_path = self.dir / "best.pt"
+        best = load_checkpoint(best_path) if best_path.is_file() else None
+        weights = best["model"] if best is not None else self.network.state_dict()
+        self.network.load_state_dict(weights)
+        validation = self._best_validation(best)
+        distributed.barrier(self.info)  # every process has read the report's files before rank 0 writes more
         if self.info.is_main:
-            best_path = self.dir / "best.pt"
-            best = load_checkpoint(best_path) if best_path.is_file() else None
-            weights = best["model"] if best is not None else self.network.state_dict()
-            self.network.load_state_dict(weights)
-            result.validation = self._best_validation(best)
+            result.validation = validation
             result.model_path = export_model(
                 weights, self.config, self.dir / "model.safetensors",
                 model_id=f"strokeseg-{self.out.resolve().name}-fold{self.fold}",
@@ -391,19 +455,20 @@ class _Run:
         return result
 
     def _best_validation(self, best: dict[str, Any] | None) -> ValidationResult:
-        """The best epoch's report, written when that epoch was validated; re-validated only when it is missing or
-        belongs to another epoch (a run killed between writing the report and its checkpoint)."""
+        """The best epoch's report, written when that epoch was validated; re-validated (shared between processes)
+        only when it is missing or belongs to another epoch (a run killed between writing the report and its
+        checkpoint). Every process reaches the same decision from the same files."""
         summary_path = self.dir / "validation" / "summary.json"
         if best is not None and best["epoch"] == self.best_epoch and summary_path.is_file():
             summary = json.loads(summary_path.read_text(encoding="utf-8"))
             if summary.get("best_epoch") == self.best_epoch:
                 rows = read_metrics_csv(self.dir / "validation" / "metrics.csv")
                 return ValidationResult(rows=rows, loss=float(best["val"].get("val_loss", float("nan"))))
-        report(self.progress, "Final validation", 0.0)
         epoch = self.best_epoch if best is not None else len(self.history)
-        result = validate(self.network, self.val_cases, self.config, self.device, self.progress, self.cancel,
-                          keep_predictions=True)
-        self._write_validation(result, epoch)
+        _, result = self.validate_epoch(self.progress, "Final validation")
+        self._gather_predictions(result)
+        if self.info.is_main:
+            self._write_validation(result, epoch)
         return result
 
     def close(self) -> None:
@@ -434,7 +499,7 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, fold: int = 0,
     and raises :class:`~StrokeSegLib.errors.CancelledError`, leaving the last end-of-epoch checkpoint to resume
     from. Under ``torchrun`` every process calls this and they train one model with DDP.
     """
-    initialised_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    initialised_here = not distributed.group_exists()
     run = _Run(config, data, out, fold, progress, cancel, device, resume, cache_dir, show_progress, command)
     try:
         run.prepare()

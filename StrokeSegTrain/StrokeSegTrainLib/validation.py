@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from StrokeSegLib.devices import INFERENCE_AMP
 from StrokeSegLib.imageio import write_image
 from StrokeSegLib.metrics import METRIC_KEYS, case_metrics
 from StrokeSegLib.postprocess import postprocess
@@ -35,6 +36,17 @@ class ValidationResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     loss: float = float("nan")
     predictions: dict[str, sitk.Image] = field(default_factory=dict)
+    case_losses: list[float] = field(default_factory=list)  # one per row, in the same order
+
+    @classmethod
+    def merged(cls, parts: list[ValidationResult], order: list[str]) -> ValidationResult:
+        """One result from the parts of a validation shared between processes, rows in ``order`` (case ids)."""
+        position = {case_id: index for index, case_id in enumerate(order)}
+        pairs = sorted(((row, loss) for part in parts for row, loss in zip(part.rows, part.case_losses, strict=True)),
+                       key=lambda pair: position[pair[0]["case_id"]])
+        losses = [loss for _, loss in pairs]
+        return cls(rows=[row for row, _ in pairs], loss=statistics.fmean(losses) if losses else float("nan"),
+                   predictions={k: v for part in parts for k, v in part.predictions.items()}, case_losses=losses)
 
     def write_predictions(self, folder: str | Path) -> None:
         """``<case_id>_msk.nii.gz`` per kept prediction (the names ``strokeseg evaluate`` reads)."""
@@ -56,7 +68,8 @@ def predict_case(network: torch.nn.Module, case: CachedCase, config: TrainConfig
     """Network-grid probabilities (1, z, y, x) and the post-processed native-space mask (uint8 on the DWI grid)."""
     image = torch.from_numpy(np.array(case.image, dtype=np.float32))  # a writable copy of the memory map
     prob = sliding_window_predict(network, image, patch_size=config.patch_size, overlap=config.val_overlap,
-                                  batch_size=config.val_batch_size, device=device, amp=config.amp, mirror_tta=False)
+                                  batch_size=config.val_batch_size, device=device, amp=INFERENCE_AMP,
+                                  mirror_tta=False)
     native_prob = case.to_native(prob[0].numpy(), interpolator="linear")
     mask = postprocess(sitk.GetArrayViewFromImage(native_prob), np.asarray(case.native_brain),
                        threshold=config.threshold, min_lesion_mm3=config.min_lesion_mm3,
@@ -71,19 +84,18 @@ def validate(network: torch.nn.Module, cases: list[CachedCase], config: TrainCon
     """Score ``network`` on ``cases``; with ``keep_predictions`` also return the native-space masks (a few MB per
     case) so that the caller can write them when this turns out to be the best epoch."""
     result = ValidationResult()
-    losses = []
     lc = config.loss
     for index, case in enumerate(cases):
         check_cancel(cancel)
         report(progress, "Validating", index / max(len(cases), 1))
         prob, predicted = predict_case(network, case, config, device)
         target = torch.from_numpy(np.asarray(case.mask, dtype=np.float32))[None, None]
-        losses.append(float(focal_tversky_prob(prob[None], target, lc.alpha, lc.beta, lc.gamma,
+        result.case_losses.append(float(focal_tversky_prob(prob[None], target, lc.alpha, lc.beta, lc.gamma,
                                                lc.focal_convention, lc.smooth, batch_reduction=True)))
         scores = case_metrics(case.native_image(np.asarray(case.native_mask)), predicted)
         result.rows.append({"case_id": case.case_id, **{k: scores[k] for k in METRIC_KEYS}})
         if keep_predictions:
             result.predictions[case.case_id] = predicted
     report(progress, "Validating", 1.0)
-    result.loss = statistics.fmean(losses) if losses else float("nan")
+    result.loss = statistics.fmean(result.case_losses) if result.case_losses else float("nan")
     return result
