@@ -10,7 +10,6 @@ percentiles) and ``lesion_shapes.png`` (volume and component-count distributions
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
@@ -49,7 +48,8 @@ def collect(tree: Path, isles: Path | None) -> dict[str, list[tuple[float, int, 
         groups[key].append(_file_stats(tree / entry["files"]["mask"]))
     library = load_library(BUNDLED_LIBRARY)
     for i in range(len(library)):
-        groups["library (MNI, 1 mm)"].append(_mask_stats(library.mask(i) > 0, float(np.prod(library.spacings[i])) / 1000))
+        voxel_ml = float(np.prod(library.spacings[i])) / 1000.0
+        groups["library (MNI, 1 mm)"].append(_mask_stats(library.mask(i) > 0, voxel_ml))
     if isles is not None:
         groups["ISLES 2022 (shared cases)"] = [_file_stats(c.mask) for c in find_cases(isles) if c.mask is not None]
     return groups
