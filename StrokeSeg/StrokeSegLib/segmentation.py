@@ -21,7 +21,7 @@ from .imageio import read_image, write_image
 from .model_file import LoadedModel, load_model
 from .model_registry import resolve_model
 from .postprocess import lesion_table, lesion_volume_ml, postprocess
-from .preprocessing import prepare_case
+from .preprocessing import PreparedCase, prepare_case
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 from .sliding_window import sliding_window_predict
 
@@ -61,37 +61,50 @@ def _default_batch_size(device: torch.device) -> int:
     return 4 if device.type == "cuda" else 1
 
 
-def segment_images(
+@dataclass
+class PreparedInputs:
+    """A case read and prepared for the network, not yet predicted: what a batch pipeline queues between stages."""
+
+    dwi: sitk.Image
+    prepared: PreparedCase
+    timings: dict[str, float]
+    dwi_path: str | Path | None = None
+    adc_path: str | Path | None = None
+
+
+def prepare_inputs(
     dwi: sitk.Image,
     adc: sitk.Image,
-    model: ModelSpec = None,
-    options: SegmentOptions | None = None,
+    loaded: LoadedModel,
+    options: SegmentOptions,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     dwi_path: str | Path | None = None,
     adc_path: str | Path | None = None,
-) -> SegmentationResult:
-    """Align, prepare, predict and post-process; everything returned lies on ``dwi``'s grid."""
-    options = options or SegmentOptions()
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    device = resolve_device(options.device)
-    loaded = get_model(model, device="cpu")
-    meta = loaded.metadata
-    timings["load_model_s"] = time.perf_counter() - t0
-
+) -> PreparedInputs:
+    """Align and prepare (the CPU stage before the network) with the model's preprocessing settings."""
     t = time.perf_counter()
-    config = meta.preprocess_config(register=options.register)
+    config = loaded.metadata.preprocess_config(register=options.register)
     prepared = prepare_case(dwi, adc, config, dwi_path=dwi_path, adc_path=adc_path, progress=progress, cancel=cancel)
-    timings["prepare_s"] = time.perf_counter() - t
     check_cancel(cancel)
+    return PreparedInputs(dwi, prepared, {"prepare_s": time.perf_counter() - t}, dwi_path, adc_path)
 
+
+def predict_prepared(
+    inputs: PreparedInputs,
+    loaded: LoadedModel,
+    options: SegmentOptions,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> torch.Tensor:
+    """The network stage: sliding-window probabilities (out, z, y, x) on the network grid."""
     t = time.perf_counter()
+    device = resolve_device(options.device)
     network = loaded.network.to(device)
     probabilities = sliding_window_predict(
         network,
-        torch.from_numpy(prepared.image),
-        patch_size=tuple(meta.patch_size),
+        torch.from_numpy(inputs.prepared.image),
+        patch_size=tuple(loaded.metadata.patch_size),
         overlap=options.overlap,
         batch_size=options.batch_size or _default_batch_size(device),
         device=device,
@@ -100,10 +113,21 @@ def segment_images(
         progress=progress,
         cancel=cancel,
     )
-    timings["predict_s"] = time.perf_counter() - t
+    inputs.timings["predict_s"] = time.perf_counter() - t
     check_cancel(cancel)
+    return probabilities
 
+
+def finish_prediction(
+    inputs: PreparedInputs,
+    probabilities: torch.Tensor,
+    loaded: LoadedModel,
+    options: SegmentOptions,
+    progress: ProgressCallback | None = None,
+) -> SegmentationResult:
+    """Map the probabilities back onto the DWI grid, threshold and filter them, and build the report."""
     t = time.perf_counter()
+    meta, prepared, dwi, timings = loaded.metadata, inputs.prepared, inputs.dwi, inputs.timings
     report(progress, "Post-processing", 0.0)
     probability = prepared.to_native(probabilities[0].numpy(), interpolator="linear")
     native_brain = prepared.native_brain_mask
@@ -120,7 +144,7 @@ def segment_images(
     mask.CopyInformation(dwi)
     report(progress, "Post-processing", 1.0)
     timings["postprocess_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t0
+    timings["total_s"] = sum(timings.get(k, 0.0) for k in ("load_model_s", "prepare_s", "predict_s", "postprocess_s"))
 
     lesions = lesion_table(mask)
     result_report: dict[str, Any] = {
@@ -130,7 +154,7 @@ def segment_images(
         "threshold": threshold,
         "min_lesion_mm3": min_mm3,
         "tta": options.tta,
-        "device": str(network_device(network)),
+        "device": str(network_device(loaded.network)),
         "model_id": meta.model_id,
         "model_sha256": loaded.sha256,
         "alignment": {
@@ -139,10 +163,40 @@ def segment_images(
             "overlap": prepared.alignment.overlap,
         },
         "grid": asdict(Grid.of(dwi)),
-        "inputs": {"dwi": None if dwi_path is None else str(dwi_path), "adc": None if adc_path is None else str(adc_path)},
+        "inputs": {
+            "dwi": None if inputs.dwi_path is None else str(inputs.dwi_path),
+            "adc": None if inputs.adc_path is None else str(inputs.adc_path),
+        },
         "timings": timings,
     }
     return SegmentationResult(mask=mask, probability=probability, report=result_report)
+
+
+def segment_images(
+    dwi: sitk.Image,
+    adc: sitk.Image,
+    model: ModelSpec = None,
+    options: SegmentOptions | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    dwi_path: str | Path | None = None,
+    adc_path: str | Path | None = None,
+) -> SegmentationResult:
+    """Align, prepare, predict and post-process; everything returned lies on ``dwi``'s grid.
+
+    The three stages are separate functions so that a batch run can overlap them across cases (:mod:`.batch_pipeline`)
+    and still compute exactly what this function computes.
+    """
+    options = options or SegmentOptions()
+    t0 = time.perf_counter()
+    loaded = get_model(model, device="cpu")
+    load_model_s = time.perf_counter() - t0
+    inputs = prepare_inputs(dwi, adc, loaded, options, progress, cancel, dwi_path, adc_path)
+    inputs.timings = {"load_model_s": load_model_s, **inputs.timings}
+    probabilities = predict_prepared(inputs, loaded, options, progress, cancel)
+    result = finish_prediction(inputs, probabilities, loaded, options, progress)
+    result.report["timings"]["total_s"] = time.perf_counter() - t0
+    return result
 
 
 def network_device(network: torch.nn.Module) -> torch.device:
