@@ -223,3 +223,6 @@ def test_a_worker_error_is_that_case_s_failed_row_and_cancel_stops_every_thread(
     assert not list((tmp_path / "b" / STATE_DIR / "claims").iterdir())
     assert len(_rows(tmp_path / "b")) <= 1  # what was recorded before the cancel is in the table, nothing else
     assert not np.any([p.name.startswith(".") for p in (tmp_path / "b").glob("*_msk*")])
+    with pytest.raises(CancelledError):  # cancelled before any row: the cancel, not a missing-table error
+        run_batch(isles, tmp_path / "c", tiny_model, prefetch=1, cancel=cancel, show_progress=False)
+    assert _rows(tmp_path / "c") == []

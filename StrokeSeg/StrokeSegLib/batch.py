@@ -156,7 +156,7 @@ def run_batch(
     finally:
         bar.close()
         claims.close()
-        merge_tables(out)
+        merge_tables(out, require_rows=False)
     return result
 
 

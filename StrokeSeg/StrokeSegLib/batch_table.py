@@ -93,10 +93,13 @@ def _table_lock(out_dir: Path) -> Iterator[None]:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def merge_tables(out_dir: str | Path) -> list[CaseOutcome]:
-    """Rebuild ``volumes.csv`` and ``batch_report.json`` in ``out_dir`` from all its rows; returns the rows."""
+def merge_tables(out_dir: str | Path, require_rows: bool = True) -> list[CaseOutcome]:
+    """Rebuild ``volumes.csv`` and ``batch_report.json`` in ``out_dir`` from all its rows; returns the rows.
+
+    ``require_rows``: a folder without a rows folder is an error (``--merge`` on the wrong folder); a run that
+    stops before its first row passes False and gets tables with no rows."""
     out = Path(out_dir)
-    if not (state_dir(out) / "rows").is_dir():
+    if require_rows and not (state_dir(out) / "rows").is_dir():
         raise InputFileError(f"no batch rows here (no {STATE_DIR}/rows folder): not a `strokeseg batch` output.", out)
     with _table_lock(out):
         rows = read_rows(out)
