@@ -226,3 +226,36 @@ def test_a_worker_error_is_that_case_s_failed_row_and_cancel_stops_every_thread(
     with pytest.raises(CancelledError):  # cancelled before any row: the cancel, not a missing-table error
         run_batch(isles, tmp_path / "c", tiny_model, prefetch=1, cancel=cancel, show_progress=False)
     assert _rows(tmp_path / "c") == []
+
+
+def test_the_next_case_is_prepared_while_one_is_predicted_and_the_queue_stays_bounded(
+        isles: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prediction of a case waits until the next case's preparation has begun: only a pipeline can get past that
+    (the plain loop would wait in vain); and the reader never runs more than ``prefetch + 1`` cases ahead."""
+    real_prepare, real_predict = batch_module.prepare_inputs, batch_module.predict_prepared
+    lock = threading.Lock()
+    started = {"prepare": 0, "predict": 0}
+    ahead: list[int] = []
+    next_prepared = [threading.Event() for _ in range(N_GOOD + 1)]
+
+    def prepare(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        with lock:
+            started["prepare"] += 1
+            ahead.append(started["prepare"] - started["predict"])
+            next_prepared[started["prepare"] - 1].set()
+        return real_prepare(*args, **kwargs)
+
+    def predict(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        with lock:
+            started["predict"] += 1
+            k = started["predict"]
+        overlapped = next_prepared[k].wait(timeout=20) if k < N_GOOD else True
+        assert overlapped, f"case {k + 1} was not being prepared while case {k} was predicted"
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "prepare_inputs", prepare)
+    monkeypatch.setattr(batch_module, "predict_prepared", predict)
+    report = run_batch(isles, tmp_path, tiny_model, prefetch=1, show_progress=False)
+    assert [o.status for o in report.outcomes].count("ok") == N_GOOD
+    # Bounded: as predict k starts, k+1 may be queued, k+2 prepared and waiting to be queued, k+3 begun -- no more.
+    assert 1 <= max(ahead) <= 3
