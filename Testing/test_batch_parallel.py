@@ -101,6 +101,9 @@ def test_three_shards_together_are_one_unsharded_run(isles: Path, sequential: Pa
     (tmp_path / "volumes.csv").unlink()
     assert strokeseg(["batch", "--merge", str(tmp_path)]) == 1  # two failed cases
     assert _without_seconds(_rows(tmp_path)) == _without_seconds(_rows(sequential))
+    # The shards' runs have ended: a new run without --resume segments their cases again instead of leaving them.
+    again = run_batch(isles, tmp_path, tiny_model, shard=(1, 3), show_progress=False)
+    assert not again.elsewhere and [o.case_id for o in again.outcomes] == parts[0]
 
 
 @pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "2", "a/b"])
@@ -135,17 +138,20 @@ def _run_together(commands: list[list[str]], go: Path) -> list[subprocess.Comple
 
 def test_runs_at_once_into_one_folder_take_every_case_once_and_lose_no_row(isles: Path, tiny_model: Path,
                                                                           sequential: Path, tmp_path: Path) -> None:
-    """Two shards and a whole run, all at once: the shards split the cases, the whole run takes what they have not."""
-    out = tmp_path / "out"
-    command = ["batch", str(isles), "--out", str(out), "--model", str(tiny_model)]
-    results = _run_together([[*command, "--shard", "1/2"], [*command, "--shard", "2/2"], command], tmp_path / "go")
-    assert _without_seconds(_rows(out)) == _without_seconds(_rows(sequential))  # every case once, no row lost
-    assert _masks(out) == _masks(sequential)
-    segmented = [int(r.stdout.split(" segmented")[0].split()[-1]) for r in results]
-    failed = [int(r.stdout.split(" failed")[0].split()[-1]) for r in results]
-    assert sum(segmented) == N_GOOD and sum(failed) == 2, [r.stdout + r.stderr for r in results]  # none ran twice
-    assert [r.returncode for r in results].count(1) == sum(f > 0 for f in failed)
-    assert not list((out / STATE_DIR / "claims").iterdir())  # every claim released
+    """Four processes at once: two whole runs into one folder share its cases; two shards into another lose no row."""
+    together, shards = tmp_path / "together", tmp_path / "shards"
+    whole = ["batch", str(isles), "--out", str(together), "--model", str(tiny_model)]
+    shard = ["batch", str(isles), "--out", str(shards), "--model", str(tiny_model), "--shard"]
+    results = _run_together([whole, whole, [*shard, "1/2"], [*shard, "2/2"]], tmp_path / "go")
+    for out in (together, shards):
+        assert _without_seconds(_rows(out)) == _without_seconds(_rows(sequential))  # every case once, no row lost
+        assert _masks(out) == _masks(sequential)
+        assert not list((out / STATE_DIR / "claims").iterdir())  # every claim released
+    pair = results[:2]
+    segmented = [int(r.stdout.split(" segmented")[0].split()[-1]) for r in pair]
+    failed = [int(r.stdout.split(" failed")[0].split()[-1]) for r in pair]
+    assert sum(segmented) == N_GOOD and sum(failed) == 2, [r.stdout + r.stderr for r in pair]  # none ran twice
+    assert [r.returncode for r in pair] == [1 if f else 0 for f in failed]
 
 
 def test_claims_are_exclusive_and_only_dead_or_silent_owners_lose_them(tmp_path: Path) -> None:
@@ -170,6 +176,12 @@ def test_claims_are_exclusive_and_only_dead_or_silent_owners_lose_them(tmp_path:
         os.utime(remote, (old, old))
         assert second.claim("sub-c_ses-1") is None
         assert not list(tmp_path.glob("claims/*.stale-*"))
+        # A run is alive while its marker is fresh; a marker left by an ended process of this host is not.
+        assert second.run_alive(first.run_id) and first.run_alive(first.run_id)
+        assert not second.run_alive("no-such-run")
+        (tmp_path / "runs" / "gone.run").write_text(
+            f'{{"host": "{first.me.host}", "pid": {int(ended.stdout)}, "token": "gone"}}')
+        assert not second.run_alive("gone")
     finally:
         first.close()
         second.close()

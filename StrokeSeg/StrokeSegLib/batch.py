@@ -4,8 +4,9 @@ Outputs ``<out>/<case_id>_msk.nii.gz`` per case, ``volumes.csv`` (one row per ca
 ``batch_report.json``. Several runs may share one output folder, at once or one after another:
 
 * ``shard=(i, n)`` takes the i-th of n disjoint parts of the sorted case ids (cluster array jobs);
-* each case is claimed before it runs (:mod:`.claims`), so parallel runs never segment a case twice; a case another
-  run finished after this one started is left to it;
+* each case is claimed before it runs (:mod:`.claims`), so parallel runs never segment a case twice; a case whose row
+  was written while this run was going, or by a run still going, is left to that run (rows of runs that ended
+  before this one started are an earlier run's: those cases are segmented again unless ``resume``);
 * the tables are the union of per-case rows (:mod:`.batch_table`), rebuilt after every case.
 
 ``resume`` re-reads each existing mask with the normal reader and keeps it only when it reads and lies on the DWI's
@@ -23,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from .batch_pipeline import run_stages
-from .batch_table import CaseOutcome, merge_tables, row_path, state_dir, write_row
+from .batch_table import CaseOutcome, merge_tables, read_row, row_path, state_dir, write_row
 from .cases import Case, IncompleteCase, find_cases, scan_cases
 from .claims import ClaimRegistry
 from .errors import StrokeSegError
@@ -168,9 +169,8 @@ def _prepare(job: _Job, out: Path, loaded: LoadedModel, options: SegmentOptions,
         job.settled, job.elsewhere = True, f"claimed by another run ({owner.describe()})"
         return
     job.claimed = True
-    row = row_path(out, case_id)
-    if row.is_file() and row.stat().st_mtime_ns >= claims.started_ns:
-        job.settled, job.elsewhere = True, "done by another run since this one started"
+    if _done_by_another_run(out, case_id, claims):
+        job.settled, job.elsewhere = True, "done by another run that is still going or ended after this one started"
         return
     if isinstance(job.entry, IncompleteCase):
         job.settled, job.error = True, f"incomplete case: {job.entry.reason}"
@@ -186,6 +186,20 @@ def _prepare(job: _Job, out: Path, loaded: LoadedModel, options: SegmentOptions,
     dwi = read_image(case.dwi, role="DWI")
     adc = read_image(case.adc, role="ADC")
     job.inputs = prepare_inputs(dwi, adc, loaded, options, cancel=cancel, dwi_path=case.dwi, adc_path=case.adc)
+
+
+def _done_by_another_run(out: Path, case_id: str, claims: ClaimRegistry) -> bool:
+    """A row written while this run was going, or by a run still going, belongs to a parallel run: leave the case.
+    A row older than this run, from a run that has ended, is an earlier run's: the case runs again (or, with
+    ``resume``, its mask is checked and kept)."""
+    row = read_row(out, case_id)
+    if row is None or row.run_id == claims.run_id:
+        return False
+    try:
+        written_ns = row_path(out, case_id).stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+    return written_ns >= claims.started_ns or claims.run_alive(row.run_id)
 
 
 def _predict(job: _Job, loaded: LoadedModel, options: SegmentOptions, cancel: CancelToken | None) -> None:
@@ -215,6 +229,7 @@ def _record(job: _Job, out: Path, claims: ClaimRegistry, result: BatchReport, ba
         if outcome.status == "failed":
             log.error("%s failed: %s", case_id, outcome.error)
             mask_path(out, case_id).unlink(missing_ok=True)  # an earlier run's mask must not outlive this failure
+        outcome.run_id = claims.run_id
         write_row(out, outcome)
         result.outcomes.append(outcome)
         merge_tables(out)

@@ -35,6 +35,7 @@ class CaseOutcome:
     lesion_count: int | None = None
     seconds: float | None = None
     error: str = ""
+    run_id: str = ""  # the run that wrote the row (host-pid-token), so that parallel runs leave each other's cases
 
 
 def state_dir(out_dir: Path) -> Path:
@@ -49,6 +50,14 @@ def row_path(out_dir: Path, case_id: str) -> Path:
 def write_row(out_dir: Path, outcome: CaseOutcome) -> Path:
     """Record ``outcome`` as the case's row (replacing an earlier run's)."""
     return write_json_atomic(row_path(out_dir, outcome.case_id), asdict(outcome))
+
+
+def read_row(out_dir: Path, case_id: str) -> CaseOutcome | None:
+    """The case's row, or None when there is none (or it cannot be read: the case then runs again)."""
+    try:
+        return CaseOutcome(**json.loads(row_path(out_dir, case_id).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def read_rows(out_dir: Path) -> list[CaseOutcome]:

@@ -4,7 +4,10 @@ A claim is ``<state>/claims/<case_id>.claim``, created with ``O_CREAT | O_EXCL``
 NFS v3+), holding the owner's host, process id and a random token. The owner keeps its claims fresh (their mtime is
 touched every :data:`HEARTBEAT_S` seconds by a background thread) and deletes each one when the case's row is written.
 
-A claim is *stale*, and may be taken over, when its owner is certainly gone:
+Each run also keeps a marker, ``<state>/runs/<run_id>.run``, refreshed the same way and deleted when it ends, so that
+other runs can tell whether the run that wrote a case's row is still going (:meth:`ClaimRegistry.run_alive`).
+
+A claim (or a run marker) is *stale*, and a claim may be taken over, when its owner is certainly gone:
 
 * same host, and no process with that id runs any more (a killed or crashed run on this machine); or
 * its mtime is more than :data:`STALE_AFTER_S` seconds older than the file system's own clock (read from a file this
@@ -81,9 +84,12 @@ class ClaimRegistry:
         self._held: set[Path] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._clock = state_dir / "runs" / f"{self.me.host}-{self.me.pid}-{self.me.token}.run"
+        #: this run's name in rows and claims; its marker ``runs/<run_id>.run`` lives, refreshed, as long as the run
+        self.run_id = f"{self.me.host}-{self.me.pid}-{self.me.token}"
+        self._clock = self._run_marker(self.run_id)
         self._clock.parent.mkdir(parents=True, exist_ok=True)
-        self._clock.touch()
+        self._clock.write_text(json.dumps({"host": self.me.host, "pid": self.me.pid, "token": self.me.token}),
+                               encoding="utf-8")
         #: when this run started, on the file system's clock (compared with other files' mtimes, never with time.time)
         self.started_ns = self._clock.stat().st_mtime_ns
         self._thread = threading.Thread(target=self._heartbeat, name="strokeseg-claims", daemon=True)
@@ -106,6 +112,19 @@ class ClaimRegistry:
             self._remove_stale(path, owner)
         owner = _read_owner(path)
         return owner or ClaimOwner("?", -1, "")
+
+    def run_alive(self, run_id: str) -> bool:
+        """Whether the run named ``run_id`` is still going (its marker is there and not stale); True for this run."""
+        if run_id == self.run_id:
+            return True
+        marker = self._run_marker(run_id)
+        owner = _read_owner(marker)
+        if owner is None and not marker.exists():
+            return False
+        return not self._is_stale(marker, owner)
+
+    def _run_marker(self, run_id: str) -> Path:
+        return self.folder.parent / "runs" / f"{run_id}.run"
 
     def release(self, case_id: str) -> None:
         """Give ``case_id`` back (its row is written, or this run is stopping before it)."""
