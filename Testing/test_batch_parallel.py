@@ -271,3 +271,12 @@ def test_the_next_case_is_prepared_while_one_is_predicted_and_the_queue_stays_bo
     assert [o.status for o in report.outcomes].count("ok") == N_GOOD
     # Bounded: as predict k starts, k+1 may be queued, k+2 prepared and waiting to be queued, k+3 begun -- no more.
     assert 1 <= max(ahead) <= 3
+
+
+def test_a_device_this_machine_lacks_fails_the_batch_up_front(isles: Path, tiny_model: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert strokeseg(["batch", str(isles), "--out", str(tmp_path), "--model", str(tiny_model), "--device", "cuda"]) == 2
+    assert not (tmp_path / "volumes.csv").exists()  # no case was tried, so no row says "failed"

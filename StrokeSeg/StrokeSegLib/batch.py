@@ -27,6 +27,7 @@ from .batch_pipeline import run_stages
 from .batch_table import CaseOutcome, merge_tables, read_row, row_path, state_dir, write_row
 from .cases import Case, IncompleteCase, find_cases, scan_cases
 from .claims import ClaimRegistry
+from .devices import resolve_device
 from .errors import StrokeSegError
 from .geometry import Grid, same_grid
 from .imageio import read_image, read_mask
@@ -138,7 +139,8 @@ def run_batch(
     if not cases and not incomplete:
         find_cases(root)  # raises the "no cases found, expected layouts" error
     options = options or SegmentOptions()
-    loaded = get_model(model)  # load once; a bad model file fails the whole batch up front, as it should
+    resolve_device(options.device)  # like a bad model file, a missing device fails the whole batch up front
+    loaded = get_model(model)  # load once
     jobs = [_Job(entry) for entry in select_shard([*cases, *incomplete], shard)]
     result = BatchReport()
     claims = ClaimRegistry(state_dir(out))

@@ -189,6 +189,7 @@ def segment_images(
     """
     options = options or SegmentOptions()
     t0 = time.perf_counter()
+    resolve_device(options.device)  # a device this machine lacks is refused before any work
     loaded = get_model(model, device="cpu")
     load_model_s = time.perf_counter() - t0
     inputs = prepare_inputs(dwi, adc, loaded, options, progress, cancel, dwi_path, adc_path)
