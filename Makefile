@@ -39,26 +39,28 @@ bench: $(STAMP)
 # Each stage is evaluated on its own held-out generated cases; stage 5's model is bundled as
 # StrokeSegLib/models/strokeseg-starter.safetensors.
 STARTER := output/starter
+# Stages 1-5 were generated before real library lesions and ADCs on other grids existed; this reproduces them.
+PROCEDURAL := StrokeSegTrain/Resources/synth_procedural.json
 starter-model: $(STAMP)
-	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth1 --cases 120 --seed 2026 \
+	$(PY) -m StrokeSegTrainLib.cli synth --config $(PROCEDURAL) --out $(STARTER)/synth1 --cases 120 --seed 2026 \
 		--p-receive-coil 0 --p-bright-cortex 0 --p-eddy-misregistration 0 --workers 2 --quiet
 	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth1 --out $(STARTER)/stage1 --fold 0 \
 		--config StrokeSegTrain/Resources/starter_config.json --quiet
-	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth2 --cases 240 --seed 2027 \
+	$(PY) -m StrokeSegTrainLib.cli synth --config $(PROCEDURAL) --out $(STARTER)/synth2 --cases 240 --seed 2027 \
 		--p-bright-cortex 0 --p-eddy-misregistration 0 --workers 2 --quiet
 	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth2 --out $(STARTER)/stage2 --fold 0 \
 		--config StrokeSegTrain/Resources/starter_finetune_config.json \
 		--init-from $(STARTER)/stage1/fold_0/model.safetensors --quiet
-	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth3 --cases 360 --seed 2028 \
+	$(PY) -m StrokeSegTrainLib.cli synth --config $(PROCEDURAL) --out $(STARTER)/synth3 --cases 360 --seed 2028 \
 		--p-eddy-misregistration 0 --workers 2 --quiet
 	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth3 --out $(STARTER)/stage3 --fold 0 \
 		--config StrokeSegTrain/Resources/starter_finetune_config.json \
 		--init-from $(STARTER)/stage2/fold_0/model.safetensors --quiet
-	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth4 --cases 360 --seed 2029 --workers 2 --quiet
+	$(PY) -m StrokeSegTrainLib.cli synth --config $(PROCEDURAL) --out $(STARTER)/synth4 --cases 360 --seed 2029 --workers 2 --quiet
 	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth4 --out $(STARTER)/stage4 --fold 0 \
 		--config StrokeSegTrain/Resources/starter_finetune_config.json \
 		--init-from $(STARTER)/stage3/fold_0/model.safetensors --quiet
-	$(PY) -m StrokeSegTrainLib.cli synth --out $(STARTER)/synth5 --cases 360 --seed 2032 --p-symmetric-cortex 0.5 \
+	$(PY) -m StrokeSegTrainLib.cli synth --config $(PROCEDURAL) --out $(STARTER)/synth5 --cases 360 --seed 2032 --p-symmetric-cortex 0.5 \
 		--workers 2 --quiet
 	$(PY) -m StrokeSegTrainLib.cli train --data $(STARTER)/synth5 --out $(STARTER)/stage5 --fold 0 \
 		--config StrokeSegTrain/Resources/starter_finetune_config.json \

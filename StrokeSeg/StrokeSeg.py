@@ -1,8 +1,9 @@
 """StrokeSeg module: the panel that segments acute ischemic stroke lesions on DWI + ADC.
 
 Thin glue only: the work is done by StrokeSegLib (pure Python, tested outside Slicer). Apply runs
-``PythonSlicer -m StrokeSegLib.cli segment`` in a child process so Slicer stays responsive and Cancel can stop it; the
-child's mask is loaded back through StrokeSegLib.mrml, which keeps the exact DWI grid.
+``PythonSlicer -m StrokeSegLib.cli segment`` in a child process (StrokeSegLib.panel.SegmentationRun on
+StrokeSegLib.jobs.ChildJob) so Slicer stays responsive and Cancel ends the whole process tree; the child's mask is
+loaded back through StrokeSegLib.mrml, which keeps the exact DWI grid. The panel's choices live in a parameter node.
 """
 from __future__ import annotations
 
@@ -15,23 +16,19 @@ import qt
 import vtk
 
 import slicer
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-
-try:
-    from slicer.i18n import tr as _
-except ImportError:  # Slicer < 5.4
-
-    def _(text: str) -> str:
-        return text
-
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 
 from StrokeSegLib import StrokeSegLogic  # noqa: F401  (re-exported: scripts use StrokeSeg.StrokeSegLogic)
-from StrokeSegLib.logic import BackgroundSegmentation, OutputReader, parse_progress_line, summary_text
+from StrokeSegLib.panel import SegmentationRun, guess_inputs, model_choices
 
 DEVICES = [("auto", "Automatic (GPU if available)"), ("cuda", "NVIDIA GPU (CUDA)"), ("mps", "Apple GPU (MPS)"),
            ("cpu", "CPU")]
@@ -48,7 +45,7 @@ class StrokeSeg(ScriptedLoadableModule):
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("Stroke Lesion Segmentation")
-        self.parent.categories = ["Segmentation"]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations"]
         self.parent.contributors = ["StrokeSeg contributors (https://github.com/strokeseg/SlicerStrokeSeg)"]
         self.parent.helpText = _(
@@ -67,6 +64,18 @@ class StrokeSeg(ScriptedLoadableModule):
             "only. PyTorch is provided by the PyTorch extension (SlicerPyTorch)."
         )
         slicer.app.connect("startupCompleted()", registerSampleData)
+        slicer.app.connect("startupCompleted()", loadTerminology)
+
+
+def loadTerminology() -> None:
+    """Make the lesion segment's terminology (SNOMED CT "Infarct", not in Slicer's DICOM master list) resolvable in
+    Slicer's terminology selector."""
+    from StrokeSegLib.mrml import load_lesion_terminology
+
+    try:
+        load_lesion_terminology(slicer.modules.terminologies.logic())
+    except Exception as error:  # a missing terminology must not stop Slicer from starting
+        logging.warning(f"StrokeSeg: {error}")
 
 
 def registerSampleData() -> None:
@@ -103,18 +112,47 @@ def pythonSlicerExecutable() -> str:
     return os.path.join(os.path.dirname(sys.executable), name)
 
 
-class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: pick DWI, ADC, output and model; Apply runs in the background and becomes Cancel."""
+@parameterNodeWrapper
+class StrokeSegParameterNode:
+    """The panel's choices, kept in the scene (saved and restored with it). Widgets whose .ui property
+    ``SlicerParameterName`` names a field are connected automatically; model and device are combo-box data, synced
+    by the widget. ``threshold`` 0 and ``minLesionMm3`` -1 are the spin boxes' "Model default"."""
 
-    def __init__(self, parent=None) -> None:
+    dwiVolume: slicer.vtkMRMLScalarVolumeNode
+    adcVolume: slicer.vtkMRMLScalarVolumeNode
+    outputSegmentation: slicer.vtkMRMLSegmentationNode
+    model: str = ""
+    device: str = "auto"
+    tta: bool = False
+    threshold: float = 0.0
+    minLesionMm3: float = -1.0
+
+
+class StrokeSegParameterLogic(ScriptedLoadableModuleLogic):
+    """Only the parameter node of the module (the work is done by the Qt-free StrokeSegLogic)."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.moduleName = "StrokeSeg"
+
+    def getParameterNode(self) -> StrokeSegParameterNode:
+        return StrokeSegParameterNode(super().getParameterNode())
+
+
+class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: pick DWI, ADC, output and model; Apply runs in the background and becomes Cancel.
+
+    Thin by design: the run (start, progress, cancel, result) is StrokeSegLib.panel.SegmentationRun, passed in or made
+    in setup(); the choices live in a StrokeSegParameterNode.
+    """
+
+    def __init__(self, parent=None, run: SegmentationRun | None = None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self.job = None
-        self.process = None
-        self.reader = None
-        self.outputLines = []
-        self.cancelRequested = False
+        self.run = run
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.connect("timeout()", self.onPoll)
@@ -126,31 +164,78 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = StrokeSegLogic()
+        self.parameterLogic = StrokeSegParameterLogic()
+        if self.run is None:
+            self.run = SegmentationRun(self.logic, python=pythonSlicerExecutable)
 
         for value, text in DEVICES:
             self.ui.deviceComboBox.addItem(text, value)
         self.ui.progressBar.setVisible(False)
         self.refreshModels()
 
-        self.ui.dwiSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
-        self.ui.adcSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateApplyButton)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onComboChanged)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onComboChanged)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.autoSelectInputs()
-        self.updateApplyButton()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        slicer.app.connect("aboutToQuit()", self.stopRun)
+        self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        self.stopProcess()
+        """Module reload or application exit: no child process may outlive the panel."""
+        self.stopRun()
         self.removeObservers()
+        self.setParameterNode(None)
 
     def enter(self) -> None:
-        self.autoSelectInputs()
-        self.updateApplyButton()
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        # Stop reacting to parameter changes while hidden (a running job keeps running and is polled).
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.stopProcess()
+        self.stopRun(_("Cancelled: the scene was closed."))
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    # ---- parameters ----
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.parameterLogic.getParameterNode())
+        self.autoSelectInputs()
+
+    def setParameterNode(self, parameterNode: StrokeSegParameterNode | None) -> None:
+        if self._parameterNode is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
+            self._parameterNodeGuiTag = None
+        self._parameterNode = parameterNode
+        if parameterNode is not None:
+            self._parameterNodeGuiTag = parameterNode.connectGui(self.ui)
+            self.addObserver(parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
+            self.selectComboData(self.ui.deviceComboBox, parameterNode.device)
+            if parameterNode.model:
+                self.selectComboData(self.ui.modelComboBox, parameterNode.model)
+            else:
+                parameterNode.model = self.ui.modelComboBox.currentData or ""
+        self.updateApplyButton()
+
+    @staticmethod
+    def selectComboData(combo, value: str) -> None:
+        index = combo.findData(value)
+        if index >= 0:
+            combo.setCurrentIndex(index)
+
+    def onComboChanged(self, *unused) -> None:
+        if self._parameterNode is not None:
+            self._parameterNode.model = self.ui.modelComboBox.currentData or ""
+            self._parameterNode.device = self.ui.deviceComboBox.currentData or "auto"
 
     # ---- inputs ----
 
@@ -161,45 +246,31 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             qt.QTimer.singleShot(0, self.autoSelectInputs)
 
     def autoSelectInputs(self) -> None:
-        """Fill empty DWI/ADC selectors from volume names (dwi/trace/b1000 and adc)."""
-        if not hasattr(self, "ui"):
+        """Fill empty DWI/ADC choices from volume names (dwi/trace/b1000 and adc)."""
+        parameters = self._parameterNode
+        if parameters is None:
             return
-        for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
-            if node.IsA("vtkMRMLLabelMapVolumeNode"):
-                continue
-            name = (node.GetName() or "").lower()
-            if "adc" in name:
-                if self.ui.adcSelector.currentNode() is None:
-                    self.ui.adcSelector.setCurrentNode(node)
-            elif any(key in name for key in ("dwi", "trace", "b1000", "diffusion")):
-                if self.ui.dwiSelector.currentNode() is None:
-                    self.ui.dwiSelector.setCurrentNode(node)
+        for role, node in guess_inputs(slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")).items():
+            if role == "dwi" and parameters.dwiVolume is None:
+                parameters.dwiVolume = node
+            elif role == "adc" and parameters.adcVolume is None:
+                parameters.adcVolume = node
 
     def refreshModels(self, select: str | None = None) -> None:
-        """List installed models and select ``select`` (a path), else the registry's default model."""
+        """List installed models (from their headers only: no torch here) and select ``select`` or the default."""
         combo = self.ui.modelComboBox
+        wasBlocked = combo.blockSignals(True)
         combo.clear()
-        self.modelsListed = False
-        try:
-            from StrokeSegLib.model_registry import DEFAULT_MODEL_ID, list_models
-
-            entries = list_models()
-            self.modelsListed = True
-        except ImportError:  # torch/safetensors not installed yet: the first Apply installs them, then we list
-            combo.addItem(_("Default model (the list appears once PyTorch is installed)"), "")
-            return
-        except Exception as error:  # a broken model folder must not break the panel
-            logging.warning(f"StrokeSeg: could not list models: {error}")
-            entries = []
-        for entry in entries:
-            label = entry.model_id if entry.sha256_ok else f"{entry.model_id} (CHECKSUM MISMATCH)"
-            combo.addItem(f"{label} [{entry.source}]", str(entry.path))
-        if not entries:
+        choices, default = model_choices()
+        for label, path in choices:
+            combo.addItem(label, path)
+        if not choices:
             combo.addItem(_("No model installed: use Import..."), "")
-        default = next((str(e.path) for e in entries if e.model_id == DEFAULT_MODEL_ID), None)
-        index = combo.findData(select or default) if (select or default) else -1
+        index = combo.findData(select or default or "")
         if index >= 0:
             combo.setCurrentIndex(index)
+        combo.blockSignals(wasBlocked)
+        self.onComboChanged()
 
     def onImportModel(self) -> None:
         path = qt.QFileDialog.getOpenFileName(
@@ -208,15 +279,20 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not path:
             return
         with slicer.util.tryWithErrorDisplay(_("Could not import the model."), waitCursor=True):
-            from StrokeSegLib.model_registry import import_model
+            from StrokeSegLib.dependencies import ensure_dependencies
+
+            if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
+                return
+            from StrokeSegLib.model_registry import import_model  # checks that the weights load: needs torch
 
             entry = import_model(path)
             self.refreshModels(select=str(entry.path))
 
     def updateApplyButton(self, *unused) -> None:
-        if self.process is not None:
+        if self.run is not None and self.run.active:
             return
-        ready = self.ui.dwiSelector.currentNode() is not None and self.ui.adcSelector.currentNode() is not None
+        parameters = self._parameterNode
+        ready = parameters is not None and parameters.dwiVolume is not None and parameters.adcVolume is not None
         self.ui.applyButton.enabled = ready
         self.ui.applyButton.toolTip = (
             _("Segment the lesion (runs in the background; press again to cancel).")
@@ -225,49 +301,36 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
 
     def options(self) -> dict:
-        threshold = self.ui.thresholdSpinBox.value
-        minimum = self.ui.minLesionSpinBox.value
+        parameters = self._parameterNode
         return {
-            "model": self.ui.modelComboBox.currentData or None,
-            "device": self.ui.deviceComboBox.currentData or "auto",
-            "tta": self.ui.ttaCheckBox.checked,
+            "model": parameters.model or None,
+            "device": parameters.device or "auto",
+            "tta": parameters.tta,
             # The spin boxes' lowest value reads "Model default".
-            "threshold": None if threshold <= self.ui.thresholdSpinBox.minimum else threshold,
-            "minLesionMm3": None if minimum <= self.ui.minLesionSpinBox.minimum else minimum,
+            "threshold": None if parameters.threshold <= self.ui.thresholdSpinBox.minimum else parameters.threshold,
+            "minLesionMm3": None if parameters.minLesionMm3 <= self.ui.minLesionSpinBox.minimum
+            else parameters.minLesionMm3,
         }
 
     # ---- running ----
 
     def onApplyButton(self) -> None:
-        if self.process is not None:
-            self.cancelRequested = True
+        if self.run.active:
+            self.run.cancel()
             self.ui.statusLabel.text = _("Cancelling...")
-            self.process.terminate()
             return
-        from StrokeSegLib.dependencies import ensure_dependencies
+        parameters = self._parameterNode
+        if parameters is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("StrokeSeg could not start."), waitCursor=True):
+            from StrokeSegLib.dependencies import ensure_dependencies
 
-        dwi, adc = self.ui.dwiSelector.currentNode(), self.ui.adcSelector.currentNode()
-        try:
-            with slicer.util.tryWithErrorDisplay(_("StrokeSeg could not start."), waitCursor=True):
-                if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
-                    return
-                if not getattr(self, "modelsListed", True):
-                    self.refreshModels()
-                self.job = BackgroundSegmentation.prepare(dwi, adc, python=pythonSlicerExecutable(), **self.options())
-                logging.info("StrokeSeg: " + " ".join(self.job.command))
-                self.process = slicer.util.launchConsoleProcess(
-                    self.job.command, useStartupEnvironment=False, updateEnvironment=self.job.environment
-                )
-        except Exception:  # already shown and logged by tryWithErrorDisplay
-            if self.job is not None:
-                self.job.cleanup()
-            self.job, self.process = None, None
-            return
-        self.reader = OutputReader(self.process.stdout)
-        self.outputLines = []
-        self.cancelRequested = False
-        self.setRunning(True)
-        self.timer.start()
+            if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
+                return
+            self.run.start(parameters.dwiVolume, parameters.adcVolume, parameters.outputSegmentation,
+                           **self.options())
+            self.setRunning(True)
+            self.timer.start()
 
     def setRunning(self, running: bool) -> None:
         self.ui.applyButton.text = _("Cancel") if running else _("Apply")
@@ -280,72 +343,41 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if running:
             self.ui.statusLabel.text = _("Starting...")
             self.ui.resultLabel.text = ""
+        else:
+            self.updateApplyButton()
 
     def onPoll(self) -> None:
-        """Show the child's progress; when it has ended, load its result or report its error."""
-        if self.process is None:
-            self.timer.stop()
-            return
-        for line in self.reader.lines():
-            progress = parse_progress_line(line)
-            if progress is None:
-                self.outputLines = (self.outputLines + [line.rstrip()])[-200:]
-                logging.info("StrokeSeg: " + line.rstrip())
+        """Show the child's progress (never waits); when it has ended, show its result or its error."""
+        outcome = self.run.poll()
+        if outcome is None:
+            if self.run.active:
+                self.ui.statusLabel.text = self.run.stage
+                self.ui.progressBar.value = int(round(self.run.fraction * 100))
             else:
-                stage, fraction = progress
-                self.ui.statusLabel.text = stage
-                self.ui.progressBar.value = int(round(fraction * 100))
-        returncode = self.process.poll()
-        if returncode is None:
+                self.timer.stop()
             return
         self.timer.stop()
-        for line in self.reader.lines(wait=True):
-            if parse_progress_line(line) is None:
-                self.outputLines.append(line.rstrip())
-        self.finishRun(returncode)
-
-    def finishRun(self, returncode: int) -> None:
-        job, self.job, self.process = self.job, None, None
         self.setRunning(False)
-        self.updateApplyButton()
-        try:
-            if self.cancelRequested:
-                self.ui.statusLabel.text = _("Cancelled.")
-                return
-            segmentation = job.finish(
-                returncode, self.logic, self.ui.dwiSelector.currentNode(), self.ui.outputSegmentationSelector.currentNode()
-            )
-            self.ui.outputSegmentationSelector.setCurrentNode(segmentation)
-            self.showResult(segmentation)
-        except Exception as error:
-            details = "\n".join(self.outputLines[-60:])
-            logging.error(f"StrokeSeg failed: {error}\n{details}")
+        if outcome.status == "cancelled":
+            self.ui.statusLabel.text = _("Cancelled.")
+        elif outcome.status == "failed":
             self.ui.statusLabel.text = _("Failed.")
-            slicer.util.errorDisplay(f"{error}\n\n{self.lastError()}", detailedText=details)
-        finally:
-            job.cleanup()
+            slicer.util.errorDisplay(outcome.error, detailedText=outcome.details)
+        else:
+            self.ui.statusLabel.text = _("Done.")
+            self.ui.resultLabel.text = outcome.summary
+            self.parameterLogic.getParameterNode().outputSegmentation = outcome.segmentation
+            outcome.segmentation.CreateDefaultDisplayNodes()
+            slicer.util.setSliceViewerLayers(background=self.parameterLogic.getParameterNode().dwiVolume)
 
-    def lastError(self) -> str:
-        """The child's own error line ("strokeseg: error: ...") when it printed one."""
-        for line in reversed(self.outputLines):
-            if line.startswith("strokeseg:"):
-                return line
-        return ""
-
-    def showResult(self, segmentation) -> None:
-        self.ui.statusLabel.text = _("Done.")
-        self.ui.resultLabel.text = summary_text(self.logic.lastReport)
-        segmentation.CreateDefaultDisplayNodes()
-        slicer.util.setSliceViewerLayers(background=self.ui.dwiSelector.currentNode())
-
-    def stopProcess(self) -> None:
+    def stopRun(self, message: str | None = None) -> None:
+        """End a running job at once (its whole process tree) and return the panel to idle."""
         self.timer.stop()
-        if self.process is not None:
-            self.process.kill()
-            self.process = None
-        if self.job is not None:
-            self.job.cleanup()
-            self.job = None
+        if self.run is not None and self.run.active:
+            self.run.abort()
+            if hasattr(self, "ui"):
+                self.setRunning(False)
+                self.ui.statusLabel.text = message or _("Cancelled.")
 
 
 class StrokeSegTest(ScriptedLoadableModuleTest):
@@ -356,7 +388,42 @@ class StrokeSegTest(ScriptedLoadableModuleTest):
 
     def runTest(self) -> None:
         self.setUp()
+        self.test_scene_close_during_a_run_returns_the_panel_to_idle()
+        self.setUp()
         self.test_StrokeSeg_logic()
+
+    def test_scene_close_during_a_run_returns_the_panel_to_idle(self) -> None:
+        """A run (here a child that only sleeps, started through PythonSlicer) is ended by closing the scene; the
+        panel reads Apply again, its selectors are enabled, and a new parameter node exists after the close."""
+        from StrokeSegLib import mrml
+        from StrokeSegLib.jobs import ChildJob
+        from StrokeSegLib.synthetic import make_synthetic_case
+
+        slicer.util.selectModule("StrokeSeg")
+        widget = slicer.modules.strokeseg.widgetRepresentation().self()
+        sleeper = [pythonSlicerExecutable(), "-c", "import time; time.sleep(120)"]
+        widget.run = SegmentationRun(widget.logic, python=pythonSlicerExecutable,
+                                     job_factory=lambda command, env, cancel_file: ChildJob(sleeper, env, cancel_file))
+        case = make_synthetic_case(seed=0, size=(24, 20, 10), spacing=(2.0, 2.0, 4.0))
+        dwi = mrml.sitk_to_volume_node(case.dwi, name="synthetic DWI")
+        adc = mrml.sitk_to_volume_node(case.adc, name="synthetic ADC")
+        widget.run.start(dwi, adc)
+        widget.setRunning(True)
+        widget.timer.start()
+        process = widget.run.job.process
+        self.assertEqual(widget.ui.applyButton.text, "Cancel")
+
+        slicer.mrmlScene.Clear()
+
+        self.assertFalse(widget.run.active)
+        self.assertEqual(widget.ui.applyButton.text, "Apply")
+        self.assertTrue(widget.ui.dwiSelector.enabled)
+        self.assertIsNotNone(widget._parameterNode)
+        for _attempt in range(40):  # the launcher and its child are gone within 2 s
+            if process.poll() is not None:
+                break
+            slicer.util.delayDisplay("waiting for the child to end", 50)
+        self.assertIsNotNone(process.poll())
 
     def test_StrokeSeg_logic(self) -> None:
         import importlib.util

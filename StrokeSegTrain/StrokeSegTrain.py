@@ -1,7 +1,8 @@
 """StrokeSeg Training module: train a fold on an ISLES 2022 folder from inside Slicer.
 
-Thin: the panel runs ``PythonSlicer -m StrokeSegTrainLib.cli train ...`` in a child process (so training survives a
-busy GUI and Stop can end it; the last end-of-epoch checkpoint allows resuming) and shows its per-epoch lines.
+Thin: the panel runs ``PythonSlicer -m StrokeSegTrainLib.cli train ...`` in a child process through
+StrokeSegLib.jobs.ChildJob (so training survives a busy GUI, and Stop ends the whole process tree, not just the
+launcher; the last end-of-epoch checkpoint allows resuming), shows its per-epoch lines and its machine progress lines.
 ``StrokeSegTrainLogic`` builds that command and can also train blocking from Python.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import qt
@@ -22,6 +24,8 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 
 EPOCH_LINE = re.compile(r"^\s*epoch\s+(\d+)\s*/\s*(\d+)\b")
 DEVICES = ["auto", "cuda", "mps", "cpu"]
@@ -36,16 +40,16 @@ class StrokeSegTrain(ScriptedLoadableModule):
 
     def __init__(self, parent) -> None:
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Stroke Lesion Segmentation Training"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("Stroke Lesion Segmentation Training")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
         self.parent.contributors = ["StrokeSeg contributors (https://github.com/strokeseg/SlicerStrokeSeg)"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Train a StrokeSeg model on ISLES 2022 data (one cross-validation fold). The exported model "
             "(fold_K/model.safetensors in the output folder) can be imported in the Stroke Lesion Segmentation module. "
             "A GPU is strongly recommended."
         )
-        self.parent.acknowledgementText = (
+        self.parent.acknowledgementText = _(
             "ISLES 2022: Hernandez Petzsche MR et al., Scientific Data 9, 762 (2022), doi:10.1038/s41597-022-01875-5."
         )
 
@@ -62,10 +66,14 @@ class StrokeSegTrainLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def buildCommand(python: str, data: str, out: str, fold: int = 0, epochs: int | None = None,
-                     device: str = "auto", resume: bool = False, fineTuneStarter: bool = False) -> list[str]:
-        """``fineTuneStarter``: start from the bundled starter model with its fine-tuning configuration."""
+                     device: str = "auto", resume: bool = False, fineTuneStarter: bool = False,
+                     cancelFile: str | None = None) -> list[str]:
+        """``fineTuneStarter``: start from the bundled starter model with its fine-tuning configuration.
+        Progress comes as machine lines (as from ``strokeseg segment``); ``cancelFile`` is the cooperative Stop."""
         command = [python, "-m", "StrokeSegTrainLib.cli", "train", "--data", str(data), "--out", str(out),
-                   "--fold", str(int(fold)), "--device", device, "--quiet"]
+                   "--fold", str(int(fold)), "--device", device, "--quiet", "--progress", "machine"]
+        if cancelFile:
+            command += ["--cancel-file", str(cancelFile)]
         if fineTuneStarter:
             command += ["--config", str(FINETUNE_CONFIG), "--init-from", STARTER_MODEL_ID]
         if epochs:
@@ -105,7 +113,15 @@ class StrokeSegTrainLogic(ScriptedLoadableModuleLogic):
 
 
 class StrokeSegTrainWidget(ScriptedLoadableModuleWidget):
-    """Data and output folders, fold, Start/Stop, progress from the per-epoch log lines."""
+    """Data and output folders, fold, Start/Stop, progress from the child's machine progress lines."""
+
+    def __init__(self, parent=None, jobFactory=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        from StrokeSegLib.jobs import ChildJob
+
+        self.jobFactory = jobFactory or ChildJob
+        self.job = None
+        self.cancelFolder = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -114,8 +130,6 @@ class StrokeSegTrainWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = StrokeSegTrainLogic()
-        self.process = None
-        self.reader = None
         self.timer = qt.QTimer()
         self.timer.setInterval(500)
         self.timer.connect("timeout()", self.onPoll)
@@ -125,66 +139,83 @@ class StrokeSegTrainWidget(ScriptedLoadableModuleWidget):
         self.ui.outputPathLineEdit.connect("currentPathChanged(QString)", self.updateButtons)
         self.ui.startButton.connect("clicked(bool)", self.onStart)
         self.ui.stopButton.connect("clicked(bool)", self.onStop)
+        slicer.app.connect("aboutToQuit()", self.cleanup)
         self.updateButtons()
 
     def cleanup(self) -> None:
-        self.timer.stop()
-        if self.process is not None:
-            self.process.terminate()
+        """Module reload or application exit: training must not go on without Slicer."""
+        if hasattr(self, "timer"):
+            self.timer.stop()
+        if self.job is not None:
+            self.job.kill()
+            self.job = None
+        self.removeCancelFolder()
+
+    def removeCancelFolder(self) -> None:
+        if self.cancelFolder is not None:
+            shutil.rmtree(self.cancelFolder, ignore_errors=True)
+            self.cancelFolder = None
 
     def updateButtons(self, *unused) -> None:
-        running = self.process is not None
+        running = self.job is not None
         ready = bool(self.ui.dataPathLineEdit.currentPath and self.ui.outputPathLineEdit.currentPath)
         self.ui.startButton.enabled = ready and not running
         self.ui.stopButton.enabled = running
 
     def onStart(self) -> None:
         from StrokeSegLib.dependencies import ensure_dependencies
-        from StrokeSegLib.logic import OutputReader
 
-        with slicer.util.tryWithErrorDisplay("Could not start training.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
             if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
                 return
+            self.cancelFolder = tempfile.mkdtemp(prefix="strokeseg-train-")
+            cancelFile = os.path.join(self.cancelFolder, "cancel")
             command = self.logic.buildCommand(
                 _pythonSlicer(), self.ui.dataPathLineEdit.currentPath, self.ui.outputPathLineEdit.currentPath,
                 self.ui.foldSpinBox.value, self.ui.epochsSpinBox.value or None, self.ui.deviceComboBox.currentText,
-                self.ui.resumeCheckBox.checked, self.ui.fineTuneCheckBox.checked)
+                self.ui.resumeCheckBox.checked, self.ui.fineTuneCheckBox.checked, cancelFile=cancelFile)
             logging.info("StrokeSegTrain: " + " ".join(command))
-            self.process = slicer.util.launchConsoleProcess(
-                command, useStartupEnvironment=False, updateEnvironment=self.logic.environment())
-            self.reader = OutputReader(self.process.stdout)
+            try:
+                self.job = self.jobFactory(command, self.logic.environment(), cancel_file=cancelFile).start()
+            except Exception:
+                self.removeCancelFolder()
+                raise
             self.ui.logTextEdit.clear()
             self.ui.progressBar.value = 0
-            self.ui.statusLabel.text = "Preparing data (the first run caches the preprocessed cases)..."
+            self.ui.statusLabel.text = _("Preparing data (the first run caches the preprocessed cases)...")
             self.timer.start()
         self.updateButtons()
 
     def onStop(self) -> None:
-        if self.process is not None:
-            self.ui.statusLabel.text = "Stopping..."
-            self.process.terminate()
+        if self.job is not None:
+            self.ui.statusLabel.text = _("Stopping...")
+            self.job.cancel()
 
     def onPoll(self) -> None:
-        if self.process is None:
+        """Show new log lines and progress (never waits); report how training ended."""
+        if self.job is None:
             self.timer.stop()
             return
-        for line in self.reader.lines():
-            self.ui.logTextEdit.appendPlainText(line.rstrip())
-            epoch = self.logic.parseEpochLine(line)
-            if epoch is not None:
-                self.ui.progressBar.value = int(100 * epoch[0] / max(epoch[1], 1))
+        update = self.job.poll()
+        for line in update.log:
+            self.ui.logTextEdit.appendPlainText(line)
+            if self.logic.parseEpochLine(line) is not None:
                 self.ui.statusLabel.text = line.strip()
-        returncode = self.process.poll()
-        if returncode is None:
+        if update.progress is not None:
+            self.ui.progressBar.value = int(round(100 * update.progress[1]))
+        if not update.done:
             return
         self.timer.stop()
-        for line in self.reader.lines(wait=True):
-            self.ui.logTextEdit.appendPlainText(line.rstrip())
-        self.process = None
-        self.ui.statusLabel.text = (
-            "Finished: import fold_K/model.safetensors in the Stroke Lesion Segmentation module."
-            if returncode == 0 else f"Training ended with status {returncode}; see the log above."
-        )
+        self.job = None
+        self.removeCancelFolder()
+        if update.cancelled:
+            self.ui.statusLabel.text = _("Stopped: resume from the last checkpoint with 'Resume'.")
+        elif update.returncode == 0:
+            self.ui.statusLabel.text = _("Finished: import fold_K/model.safetensors in the Stroke Lesion "
+                                         "Segmentation module.")
+        else:
+            self.ui.statusLabel.text = _("Training ended with status {status}; see the log above.").format(
+                status=update.returncode)
         self.updateButtons()
 
 
@@ -199,6 +230,7 @@ class StrokeSegTrainTest(ScriptedLoadableModuleTest):
         command = logic.buildCommand("PythonSlicer", "/data/isles", "/runs/a", fold=2, epochs=5, resume=True)
         self.assertEqual(command[:4], ["PythonSlicer", "-m", "StrokeSegTrainLib.cli", "train"])
         self.assertIn("--resume", command)
+        self.assertEqual(command[command.index("--progress") + 1], "machine")
         self.assertNotIn("--init-from", command)
         self.assertEqual(command[command.index("--fold") + 1], "2")
         tune = logic.buildCommand("PythonSlicer", "/data/isles", "/runs/b", fineTuneStarter=True)

@@ -99,12 +99,18 @@ def test_resolve_default_missing_is_helpful(homes: tuple[Path, Path]) -> None:
     assert "strokeseg models import" in str(info.value) and "strokeseg-train" in str(info.value)
 
 
-def test_resolve_default_cache_before_bundled(homes: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_bundled_id_always_means_the_bundled_file(homes: tuple[Path, Path], tmp_path: Path) -> None:
     cache, bundled = homes
     bundled_file = _model(bundled / f"{reg.DEFAULT_MODEL_ID}.safetensors", reg.DEFAULT_MODEL_ID)
     assert reg.resolve_model() == bundled_file
-    imported = reg.import_model(_model(tmp_path / "new.safetensors", reg.DEFAULT_MODEL_ID, seed=5))
-    assert reg.resolve_model() == imported.path == cache / f"{reg.DEFAULT_MODEL_ID}.safetensors"
+    # An imported model may not take the default's id (every plain run would silently use it) ...
+    with pytest.raises(StrokeSegError, match="bundled with StrokeSeg"):
+        reg.import_model(_model(tmp_path / "new.safetensors", reg.DEFAULT_MODEL_ID, seed=5))
+    assert not (cache / f"{reg.DEFAULT_MODEL_ID}.safetensors").exists()
+    # ... and a file put in the cache by hand under that id is never used.
+    cache.mkdir(parents=True, exist_ok=True)
+    _model(cache / f"{reg.DEFAULT_MODEL_ID}.safetensors", reg.DEFAULT_MODEL_ID, seed=6)
+    assert reg.resolve_model() == reg.resolve_model(reg.DEFAULT_MODEL_ID) == bundled_file
     assert [e.source for e in reg.list_models()] == ["cache", "bundled"]
 
 

@@ -237,7 +237,7 @@ def test_lesion_follows_transformed_dwi(scene, segmentation_under_transform: boo
 def test_terminology_string_is_what_slicer_parses() -> None:
     entry = slicer.vtkSlicerTerminologyEntry()
     assert slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(mrml.LESION_TERMINOLOGY, entry)
-    assert entry.GetTerminologyContextName() == "Segmentation category and type - DICOM master list"
+    assert entry.GetTerminologyContextName() == "Segmentation category and type - StrokeSeg"  # shipped, see below
     assert (entry.GetCategoryObject().GetCodingSchemeDesignator(), entry.GetCategoryObject().GetCodeValue()) == (
         "SCT",
         "49755003",
@@ -302,3 +302,23 @@ def test_expert_mask_read_by_simpleitk_lands_on_the_slicer_loaded_dwi(scene, isl
     np.testing.assert_array_equal(
         sitk.GetArrayFromImage(exported), sitk.GetArrayFromImage(sitk.Flip(mask, [False, False, True])) > 0
     )
+
+
+def test_the_lesion_terminology_resolves_in_the_shipped_terminology() -> None:
+    """The segment's terminology entry names a context StrokeSeg ships and loads at startup, with the same codes,
+    colour and label, so Slicer's terminology selector can show it (55641003 is not in the DICOM master list)."""
+    import json
+
+    terminologies = slicer.vtkSlicerTerminologiesModuleLogic()
+    assert mrml.load_lesion_terminology(terminologies) == mrml.TERMINOLOGY_CONTEXT
+    assert mrml.load_lesion_terminology(terminologies) == mrml.TERMINOLOGY_CONTEXT  # loading twice is harmless
+    entry = slicer.vtkSlicerTerminologyEntry()
+    assert terminologies.DeserializeTerminologyEntry(mrml.LESION_TERMINOLOGY, entry)
+    assert entry.GetTerminologyContextName() == mrml.TERMINOLOGY_CONTEXT
+    category, kind = slicer.vtkSlicerTerminologyCategory(), slicer.vtkSlicerTerminologyType()
+    assert terminologies.GetNthCategoryInTerminology(mrml.TERMINOLOGY_CONTEXT, 0, category)
+    assert terminologies.GetNthTypeInTerminologyCategory(mrml.TERMINOLOGY_CONTEXT, category, 0, kind)
+    assert (category.GetCodeValue(), kind.GetCodeValue(), kind.GetCodeMeaning()) == (
+        entry.GetCategoryObject().GetCodeValue(), entry.GetTypeObject().GetCodeValue(), "Infarct")
+    assert kind.GetRecommendedDisplayRGBValue() == tuple(round(c * 255) for c in mrml.LESION_COLOR)
+    assert json.loads(mrml.TERMINOLOGY_FILE.read_text())["SegmentationCategoryTypeContextName"] == mrml.TERMINOLOGY_CONTEXT

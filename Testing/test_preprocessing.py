@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from StrokeSegLib.errors import CancelledError, GeometryError, InvalidImageError
-from StrokeSegLib.geometry import Grid, resample_to_grid
+from StrokeSegLib.geometry import CANONICAL_FRAME, Grid, resample_to_grid
 from StrokeSegLib.preprocessing import CHANNELS, PreparedCase, PreprocessConfig, prepare_case
 from StrokeSegLib.synthetic import make_synthetic_case
 
@@ -55,7 +55,10 @@ def test_config_round_trips_through_json() -> None:
 def test_network_input_shape_types_and_statistics(shifted_case, prepared) -> None:
     grid = prepared.network_grid
     assert grid.spacing == (2.0, 2.0, 2.0)
-    assert grid.direction == Grid.of(shifted_case.dwi).direction
+    # The DWI's index axes, only reordered and flipped so that each points along its canonical anatomical axis.
+    cos = grid.matrix.T @ Grid.of(shifted_case.dwi).matrix
+    assert np.allclose(np.sort(np.abs(cos), axis=1)[:, :2], 0, atol=1e-12) and np.allclose(np.abs(cos).max(1), 1)
+    assert np.all(np.diag(CANONICAL_FRAME.T @ grid.matrix) > 0.5)
     assert prepared.native_grid == Grid.of(shifted_case.dwi)
     assert prepared.channels == CHANNELS == ("DWI", "ADC")
     assert prepared.image.dtype == np.float32 and prepared.image.shape == (2, *grid.shape)

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from StrokeSegLib.alignment import align_to_reference
-from StrokeSegLib.geometry import Grid, resample_to_grid
+from StrokeSegLib.geometry import Grid, resample_to_grid, same_grid
 from StrokeSegLib.imageio import read_image, read_mask
 from StrokeSegLib.preprocessing import PreprocessConfig, prepare_case
 
@@ -51,8 +51,10 @@ def test_isles_0009_prepared_on_its_own_grid(case0009) -> None:
     print(f"prepare_case on ISLES 0009: {seconds:.2f} s")
     assert seconds < 30                                    # measured ~1 s on one shared core
     assert prepared.alignment.method == "identity"
-    assert prepared.image.shape == (2, 73, 112, 112)       # 2 mm scan: the network grid is the DWI grid
-    assert prepared.network_grid == prepared.native_grid == Grid.of(dwi)
+    assert prepared.image.shape == (2, 73, 112, 112)       # 2 mm scan stored LAS: the network grid is the DWI grid
+    assert prepared.native_grid == Grid.of(dwi)
+    assert same_grid(prepared.network_grid, dwi, tol=1e-5)  # its voxels; the canonical origin is rounded to 1e-6 mm
+    assert np.array_equal(prepared.brain_mask, sitk.GetArrayFromImage(prepared.native_brain_mask))  # copied
     assert np.isfinite(prepared.image).all()
     brain = prepared.brain_mask.astype(bool)
     volume_ml = brain.sum() * 8 / 1000

@@ -125,7 +125,7 @@ def cmake_modules() -> dict[str, dict[str, list[str]]]:
 def test_top_level_cmake_declares_the_extension() -> None:
     text = (ROOT / "CMakeLists.txt").read_text()
     commands = dict((n, a) for n, a in cmake_commands(ROOT / "CMakeLists.txt") if n != "set")
-    assert commands["cmake_minimum_required"] == ["VERSION", "3.16.3"]
+    assert commands["cmake_minimum_required"] == ["VERSION", "3.20.6...3.22.6", "FATAL_ERROR"]  # Slicer 5.10 template
     assert commands["project"] == ["StrokeSeg"]
     settings = {a[0]: " ".join(a[1:]) for n, a in cmake_commands(ROOT / "CMakeLists.txt") if n == "set"}
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
@@ -238,7 +238,9 @@ def test_slicer_side_files_compile(path: Path, tmp_path: Path) -> None:
 
 def test_module_metadata_and_effect_name() -> None:
     source = (ROOT / "StrokeSeg" / "StrokeSeg.py").read_text()
-    assert 'self.parent.categories = ["Segmentation"]' in source
+    for module in ("StrokeSeg/StrokeSeg.py", "StrokeSegTrain/StrokeSegTrain.py"):  # translatable, as Slicer's own
+        assert 'self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]' in (
+            ROOT / module).read_text()
     assert "10.1038/s41597-022-01875-5" in source  # ISLES 2022 citation in the acknowledgement
     effect = (ROOT / "StrokeSeg/SegmentEditorStrokeSegLib/SegmentEditorEffect.py").read_text()
     assert 'EFFECT_NAME = "Stroke lesion (AI)"' in effect and "scriptedEffect.name = EFFECT_NAME" in effect
@@ -506,3 +508,19 @@ def test_missing_pytorch_extension_is_explained(fake_slicer) -> None:
     fake_slicer.monkeypatch.setitem(sys.modules, "PyTorchUtils", None)
     with pytest.raises(StrokeSegError, match="Extensions Manager"):
         deps.ensure_dependencies(requirements=[])
+
+
+def test_ui_parameter_names_are_fields_of_the_parameter_node() -> None:
+    """Widgets bound by parameterNodeWrapper.connectGui (the .ui property SlicerParameterName) name real fields."""
+    tree = ast.parse((ROOT / "StrokeSeg" / "StrokeSeg.py").read_text())
+    wrapper = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "StrokeSegParameterNode")
+    assert any(getattr(d, "id", None) == "parameterNodeWrapper" for d in wrapper.decorator_list)
+    fields = {s.target.id for s in wrapper.body if isinstance(s, ast.AnnAssign)}
+    bound = {}
+    for widget in ET.parse(ROOT / "StrokeSeg/Resources/UI/StrokeSeg.ui").iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[widget.get("name")] = prop.find("string").text
+    assert set(bound) == {"dwiSelector", "adcSelector", "outputSegmentationSelector", "ttaCheckBox",
+                          "thresholdSpinBox", "minLesionSpinBox"}
+    assert set(bound.values()) <= fields and {"model", "device"} <= fields

@@ -28,12 +28,15 @@ from StrokeSegTrainLib.synth.mri_physics import (TissueChanges, adc_from_signals
                                                  synthesize_signals)
 
 SEED = 2024
+#: The settings these tests were written for: procedural lesions, ADC on the DWI's grid (real library lesions and
+#: ADCs on other grids have their own tests in test_synth_real_lesions.py).
+PROCEDURAL = {"p_real_lesions": 0.0, "p_adc_other_grid": 0.0}
 
 
 @pytest.fixture(scope="module")
 def lesion_cases():
     """Three cases that surely have lesions big enough to have a fully infarcted core."""
-    config = SynthConfig(p_no_lesion=0.0, volume_range_ml=(1.0, 80.0))
+    config = SynthConfig(**PROCEDURAL, p_no_lesion=0.0, volume_range_ml=(1.0, 80.0))
     return [generate_case(SEED, i, config) for i in range(3)]
 
 
@@ -41,7 +44,10 @@ def lesion_cases():
 def written(tmp_path_factory):
     """A small tree written by ``strokeseg-train synth`` (two worker processes)."""
     out = tmp_path_factory.mktemp("synth") / "tree"
+    settings = out.parent / "synth.json"
+    settings.write_text(json.dumps(PROCEDURAL))
     assert train_main(["synth", "--out", str(out), "--cases", "2", "--seed", str(SEED), "--workers", "2",
+                       "--config", str(settings),
                        "--quiet"]) == 0
     return out
 
@@ -108,7 +114,7 @@ def test_plans_cover_the_size_range():
 
 
 def test_lesion_free_case_has_empty_mask():
-    case = generate_case(SEED, 7, SynthConfig(p_no_lesion=1.0))
+    case = generate_case(SEED, 7, SynthConfig(**PROCEDURAL, p_no_lesion=1.0))
     assert case.info["lesion_count"] == 0 and case.info["pattern"] == "none"
     assert sitk.GetArrayViewFromImage(case.mask).sum() == 0
     assert case.info["mask_volume_ml"] == 0.0 and case.info["lesion_volume_ml"] == 0.0
@@ -165,7 +171,7 @@ def test_geometry_sampler_is_oblique_permuted_and_anisotropic():
 
 
 def test_generation_is_deterministic_per_seed_and_index(lesion_cases):
-    config = SynthConfig(p_no_lesion=0.0, volume_range_ml=(1.0, 80.0))
+    config = SynthConfig(**PROCEDURAL, p_no_lesion=0.0, volume_range_ml=(1.0, 80.0))
     again = generate_case(SEED, 1, config)
     first = lesion_cases[1]
     assert again.info == first.info
@@ -175,8 +181,8 @@ def test_generation_is_deterministic_per_seed_and_index(lesion_cases):
 
 
 def test_stripped_and_unstripped_backgrounds():
-    stripped = generate_case(SEED, 11, SynthConfig(p_stripped=1.0, p_no_lesion=1.0))
-    unstripped = generate_case(SEED, 11, SynthConfig(p_stripped=0.0, p_no_lesion=1.0))
+    stripped = generate_case(SEED, 11, SynthConfig(**PROCEDURAL, p_stripped=1.0, p_no_lesion=1.0))
+    unstripped = generate_case(SEED, 11, SynthConfig(**PROCEDURAL, p_stripped=0.0, p_no_lesion=1.0))
     for case, zero_outside in ((stripped, True), (unstripped, False)):
         dwi = sitk.GetArrayFromImage(case.dwi).astype(np.float64)
         outside = ~ndimage.binary_dilation(case.acquired.brain_mask, iterations=2)
@@ -228,7 +234,7 @@ def test_cli_writes_the_zenodo_layout(written):
 
 
 def test_written_cases_equal_direct_generation(written):
-    direct = generate_case(SEED, 1)
+    direct = generate_case(SEED, 1, SynthConfig(**PROCEDURAL))
     dwi = sitk.ReadImage(str(case_paths(written, "sub-synth0002")["dwi"]))
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(dwi), sitk.GetArrayViewFromImage(direct.dwi))
 
@@ -241,8 +247,8 @@ def test_montage_is_a_png(lesion_cases, tmp_path: Path):
 def test_bright_cortex_patches_are_bright_on_dwi_with_normal_adc_and_not_in_the_mask():
     """Normal cortex brightened on DWI (its own random stream): same mask, brighter DWI in patches whose ADC stays
     above the highest ADC an infarct rim can have, so the model has to tell them apart by ADC."""
-    plain = generate_case(SEED, 5, SynthConfig(p_stripped=1.0, p_no_lesion=0.0, p_bright_cortex=0.0))
-    bright = generate_case(SEED, 5, SynthConfig(p_stripped=1.0, p_no_lesion=0.0, p_bright_cortex=1.0))
+    plain = generate_case(SEED, 5, SynthConfig(**PROCEDURAL, p_stripped=1.0, p_no_lesion=0.0, p_bright_cortex=0.0))
+    bright = generate_case(SEED, 5, SynthConfig(**PROCEDURAL, p_stripped=1.0, p_no_lesion=0.0, p_bright_cortex=1.0))
     assert plain.info["bright_cortex"] is None and bright.info["bright_cortex"]["share_of_cortex"] > 0.02
     gain, adc_ratio, in_mask = _brightened_patches(plain, bright)
     assert np.median(gain) > 1.12
@@ -265,8 +271,8 @@ def _brightened_patches(plain, variant) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def test_receive_coil_brightens_the_periphery_on_dwi_but_leaves_adc_alone():
     """The same case with and without the receive-coil profile (its own random stream, so nothing else changes)."""
-    flat = generate_case(SEED, 12, SynthConfig(p_stripped=1.0, p_no_lesion=1.0, p_receive_coil=0.0))
-    coil = generate_case(SEED, 12, SynthConfig(p_stripped=1.0, p_no_lesion=1.0, p_receive_coil=1.0))
+    flat = generate_case(SEED, 12, SynthConfig(**PROCEDURAL, p_stripped=1.0, p_no_lesion=1.0, p_receive_coil=0.0))
+    coil = generate_case(SEED, 12, SynthConfig(**PROCEDURAL, p_stripped=1.0, p_no_lesion=1.0, p_receive_coil=1.0))
     assert flat.info["receive_coil"] is None and coil.info["receive_coil"]["amplitude"] >= 0.25
     brain = flat.acquired.brain_mask
     depth = ndimage.distance_transform_edt(brain, sampling=flat.dwi.GetSpacing()[::-1])
@@ -315,8 +321,8 @@ def test_eddy_misregistration_biases_adc_at_tissue_edges_and_leaves_dwi_and_mask
     """The same case with and without eddy currents (own random stream): identical DWI and mask; ADC unchanged
     inside homogeneous tissue but off by tens of per cent in both directions along edges, the infarct look-alike."""
     config = dict(p_stripped=1.0, p_no_lesion=0.0, p_bright_cortex=0.0, p_receive_coil=0.0)
-    plain = generate_case(SEED, 3, SynthConfig(p_eddy_misregistration=0.0, **config))
-    eddy = generate_case(SEED, 3, SynthConfig(p_eddy_misregistration=1.0, **config))
+    plain = generate_case(SEED, 3, SynthConfig(**PROCEDURAL, p_eddy_misregistration=0.0, **config))
+    eddy = generate_case(SEED, 3, SynthConfig(**PROCEDURAL, p_eddy_misregistration=1.0, **config))
     assert plain.info["eddy_misregistration"] is None
     assert abs(eddy.info["eddy_misregistration"]["scale"]) > 0.01
     dwi0, adc0, mask0 = _arrays(plain)
@@ -366,8 +372,8 @@ def test_symmetric_bright_cortex_in_a_case_brightens_dwi_lowers_adc_mildly_and_l
     infarct's rim but not to its core, and the mask does not change."""
     assert SynthConfig().p_symmetric_cortex == 0.0
     config = dict(p_stripped=1.0, p_no_lesion=0.0, p_bright_cortex=0.0, p_receive_coil=0.0)
-    plain = generate_case(SEED, 8, SynthConfig(**config))
-    sym = generate_case(SEED, 8, SynthConfig(p_symmetric_cortex=1.0, **config))
+    plain = generate_case(SEED, 8, SynthConfig(**PROCEDURAL, **config))
+    sym = generate_case(SEED, 8, SynthConfig(**PROCEDURAL, p_symmetric_cortex=1.0, **config))
     assert plain.info["symmetric_cortex"] is None and sym.info["symmetric_cortex"]["share_of_cortex"] > 0.02
     _, adc_ratio, _ = _brightened_patches(plain, sym)
     assert min(SYMMETRIC_ADC_FACTOR) - 0.03 < np.median(adc_ratio) < 0.97

@@ -39,3 +39,19 @@ def test_cv_pools_every_case_once(tmp_path, capsys) -> None:
     code = main(["train", "--data", str(root), "--out", str(out), "--config", str(tmp_path / "config.json"),
                  "--fold", "5", "--device", "cpu"])
     assert code == 2 and "fold must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_train_prints_the_panels_progress_lines_and_stops_on_its_cancel_file(tmp_path, capsys) -> None:
+    from StrokeSegLib.progress import parse_progress_line
+
+    root = write_synthetic_root(tmp_path / "isles")
+    (tmp_path / "config.json").write_text(json.dumps(tiny_config(num_folds=2, iterations_per_epoch=1).to_dict()))
+    common = ["train", "--data", str(root), "--config", str(tmp_path / "config.json"), "--epochs", "1",
+              "--device", "cpu", "--progress", "machine"]
+    assert main([*common, "--out", str(tmp_path / "run")]) == 0
+    progress = [p for p in map(parse_progress_line, capsys.readouterr().out.splitlines()) if p]
+    assert ("Training", 1.0) in progress, progress[-5:]
+
+    (tmp_path / "cancel").touch()
+    assert main([*common, "--out", str(tmp_path / "cancelled"), "--cancel-file", str(tmp_path / "cancel")]) == 130
+    assert "Cancelled" in capsys.readouterr().err

@@ -53,9 +53,42 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         try:
             tmp.unlink()
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # nothing to remove, or cannot: the original error is the one to report
         raise
+
+
+def check_writable(path: str | Path, what: str = "output") -> Path:
+    """Make sure a file can be written at ``path`` before any long computation: its folder is created if missing and
+    a probe file is written and removed there. Raises :class:`InputFileError` naming the path otherwise."""
+    from .errors import InputFileError
+
+    target = Path(path)
+    if target.is_dir():
+        raise InputFileError(f"the {what} path is a folder; give a file name.", target)
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputFileError(f"the {what} cannot be written: {blocking} is a file, not a folder.", target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe = target.parent / f".{target.name}.probe-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputFileError(f"the {what} cannot be written here ({exc.strerror or exc}); choose another place.",
+                             target) from exc
+    return target
+
+
+def check_writable_folder(folder: str | Path, what: str = "output folder") -> Path:
+    """:func:`check_writable` for a folder that will receive several files (created if missing)."""
+    from .errors import InputFileError
+
+    target = Path(folder)
+    if target.exists() and not target.is_dir():
+        raise InputFileError(f"the {what} is a file, not a folder.", target)
+    check_writable(target / ".strokeseg-write-test", what)
+    return target
 
 
 def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> Path:

@@ -139,6 +139,7 @@ def run_batch(
     if not cases and not incomplete:
         find_cases(root)  # raises the "no cases found, expected layouts" error
     options = options or SegmentOptions()
+    options.check()
     resolve_device(options.device)  # like a bad model file, a missing device fails the whole batch up front
     loaded = get_model(model)  # load once
     jobs = [_Job(entry) for entry in select_shard([*cases, *incomplete], shard)]
@@ -185,8 +186,8 @@ def _prepare(job: _Job, out: Path, loaded: LoadedModel, options: SegmentOptions,
             return
         except Exception as error:  # noqa: BLE001 - whatever is wrong with it, the case runs again
             log.warning("%s: existing mask not reusable (%s); segmenting again", target, error)
-    dwi = read_image(case.dwi, role="DWI")
-    adc = read_image(case.adc, role="ADC")
+    dwi = read_image(case.dwi, role="DWI", keep_nonfinite=True)  # the input checks refuse or repair NaN/inf
+    adc = read_image(case.adc, role="ADC", keep_nonfinite=True)
     job.inputs = prepare_inputs(dwi, adc, loaded, options, cancel=cancel, dwi_path=case.dwi, adc_path=case.adc)
 
 

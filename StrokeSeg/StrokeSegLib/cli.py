@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import CancelledError, StrokeSegError
+from .progress import PROGRESS_PREFIX, CancelFile, progress_line  # noqa: F401  (PROGRESS_PREFIX re-exported)
 
 log = logging.getLogger("strokeseg")
 
-PROGRESS_PREFIX = "STROKESEG_PROGRESS"
+#: Largest sliding-window overlap accepted (1 would never advance the window).
+MAX_OVERLAP = 0.9
+#: Image formats the outputs can be written in.
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
 class TerminalProgress:
@@ -30,7 +35,7 @@ class TerminalProgress:
 
     def __call__(self, stage: str, fraction: float) -> None:
         if self.machine:
-            print(f"{PROGRESS_PREFIX}\t{stage}\t{fraction:.4f}", flush=True)
+            print(progress_line(stage, fraction), flush=True)
             return
         from tqdm import tqdm
 
@@ -48,17 +53,56 @@ class TerminalProgress:
             self.bar = None
 
 
+def _number(text: str, low: float, high: float, low_open: bool, high_open: bool, what: str) -> float:
+    """Parse a finite number in a range, or raise argparse's type error (usage message, exit status 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not math.isfinite(value) or not (above and below):
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise argparse.ArgumentTypeError(f"{what} must lie in {lo}{low:g}, {high:g}{hi}, got {text}")
+    return value
+
+
+def _threshold(text: str) -> float:
+    return _number(text, 0.0, 1.0, True, True, "threshold")
+
+
+def _overlap(text: str) -> float:
+    return _number(text, 0.0, MAX_OVERLAP, False, False, "overlap")
+
+
+def _min_lesion(text: str) -> float:
+    return _number(text, 0.0, math.inf, False, True, "min-lesion-mm3")
+
+
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch size must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"batch size must be at least 1, got {value}")
+    return value
+
+
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model id, or a model file (.safetensors); default: the bundled starter model")
     p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (8x slower, slightly better)")
-    p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
-    p.add_argument("--min-lesion-mm3", type=float, default=None, help="drop smaller lesions (default: the model's)")
-    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap, 0..0.9")
-    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass")
+    p.add_argument("--threshold", type=_threshold, default=None, help="probability threshold in (0, 1) (default: the model's)")
+    p.add_argument("--min-lesion-mm3", type=_min_lesion, default=None, help="drop smaller lesions (default: the model's)")
+    p.add_argument("--overlap", type=_overlap, default=0.5, help=f"sliding-window overlap, 0..{MAX_OVERLAP}")
+    p.add_argument("--batch-size", type=_batch_size, default=None, help="windows per forward pass")
     p.add_argument(
         "--register", default="auto", choices=["auto", "yes", "no"], help="rigidly register ADC to DWI before resampling"
     )
+    p.add_argument("--force", action="store_true",
+                   help="segment even when the input checks find the input implausible (DWI that looks like a b=0 or "
+                        "ADC image, another patient's ADC, ...); the findings are recorded in the report")
 
 
 def _options(args: argparse.Namespace):  # noqa: ANN202 - imported lazily
@@ -72,16 +116,33 @@ def _options(args: argparse.Namespace):  # noqa: ANN202 - imported lazily
         overlap=args.overlap,
         batch_size=args.batch_size,
         register={"auto": None, "yes": True, "no": False}[args.register],
+        force=args.force,
     )
 
 
+def _check_image_output(path: str, what: str) -> None:
+    """Before computing: the output name must be an image format we write, and its place writable."""
+    from .atomic import check_writable, full_suffix
+
+    if full_suffix(path).lower() not in IMAGE_SUFFIXES:
+        raise StrokeSegError(f"{path}: the {what} must be an image file ending in {', '.join(IMAGE_SUFFIXES)}.")
+    check_writable(path, what)
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
+    from .atomic import check_writable
     from .segmentation import segment_files
 
+    _check_image_output(args.out, "output mask")
+    if args.prob:
+        _check_image_output(args.prob, "probability map")
+    if args.report:
+        check_writable(args.report, "report")
     progress = TerminalProgress(machine=args.progress == "machine")
     try:
         result = segment_files(
-            args.dwi, args.adc, args.model, _options(args), args.out, args.prob, args.report, progress=progress
+            args.dwi, args.adc, args.model, _options(args), args.out, args.prob, args.report, progress=progress,
+            cancel=CancelFile(args.cancel_file),
         )
     finally:
         progress.close()
@@ -103,6 +164,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    from .atomic import check_writable_folder
     from .batch import run_batch
     from .batch_table import merge_tables
 
@@ -117,6 +179,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return 1 if failed else 0
     if args.input_root is None or args.out is None:
         raise StrokeSegError("strokeseg batch needs an input root and --out (or --merge DIR)")
+    check_writable_folder(args.out)
     batch = run_batch(args.input_root, args.out, args.model, _options(args), resume=args.resume, shard=args.shard,
                       prefetch=args.prefetch)
     done = sum(o.status == "ok" for o in batch.outcomes)
@@ -131,8 +194,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .atomic import check_writable_folder
     from .evaluation import evaluate, format_summary
 
+    check_writable_folder(args.out, "report folder")
     report = evaluate(args.pred, args.gt, args.out)
     print(format_summary(report))
     return 0 if report.ok else 1
@@ -182,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prob", default=None, help="also write the lesion probability map")
     p.add_argument("--report", default=None, help="also write a JSON report (volumes, lesions, timings)")
     p.add_argument("--progress", default="bar", choices=["bar", "machine"], help=argparse.SUPPRESS)
+    p.add_argument("--cancel-file", default=None, help=argparse.SUPPRESS)  # the Slicer panel's Cancel: stop once it exists
     _add_inference_options(p)
     p.set_defaults(func=cmd_segment)
 
@@ -227,6 +293,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"strokeseg: {error}", file=sys.stderr)
         return 130
     except StrokeSegError as error:
+        print(f"strokeseg: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a disk or permission failure while writing: the message, not a traceback
         print(f"strokeseg: error: {error}", file=sys.stderr)
         return 2
 

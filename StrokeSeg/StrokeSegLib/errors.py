@@ -24,6 +24,11 @@ class InvalidImageError(StrokeSegError):
     """An image was read but cannot be used: wrong dimension, empty, no usable b-value, ..."""
 
 
+class ImplausibleInputError(InvalidImageError):
+    """Images that were read fine but do not look like what they are given as (a b=0 image as DWI, another patient's
+    ADC, a mask, impossible voxel sizes...); the message names each file and what looks wrong. ``--force`` overrides."""
+
+
 class GeometryError(StrokeSegError):
     """Two images that must describe the same anatomy do not overlap in physical space, or a grid is invalid."""
 
@@ -38,6 +43,10 @@ class CancelledError(StrokeSegError):
 
 class NonFiniteVoxelsWarning(UserWarning):
     """NaN or infinite voxels were found and replaced (the warning says how many, in which file)."""
+
+
+class ImplausibleInputWarning(UserWarning):
+    """An implausible input was segmented anyway because the user forced it (the report records the finding)."""
 
 
 class AlignmentWarning(UserWarning):

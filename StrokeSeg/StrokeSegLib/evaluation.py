@@ -89,15 +89,14 @@ def prediction_path(pred_dir: str | Path, case_id: str) -> Path:
 
 
 def read_mask_any_nonzero(path: str | Path) -> sitk.Image:
-    """Read a mask as it is on disk (pixel type kept; the metrics treat any non-zero as lesion), 3-D only."""
+    """Read a mask as it is on disk (pixel type kept; the metrics treat any non-zero as lesion), 3-D only. A file
+    holding less (or more) voxel data than its header says is an error, never a mask padded with zeros."""
+    from .imageio import read_stored
+
     path = Path(path)
     if not path.is_file():
         raise InputFileError("mask file not found." if not path.exists() else "mask path is not a file.", path)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
-        raise InputFileError(f"cannot be read as an image: {detail}", path) from exc
+    image = read_stored(path)
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = sitk.Extract(image, list(image.GetSize()[:3]) + [0], [0, 0, 0, 0])
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:

@@ -1,11 +1,14 @@
 """Image grids in physical (LPS) space, their comparison, overlap, and resampling between them.
 
 Every step that moves voxels between grids goes through this module so that origin, spacing and direction are kept
-exactly: the network grid is derived from the DWI grid, and results are resampled back onto *exactly* the DWI grid
-(compared with ``Grid`` equality, no tolerance), which is what a viewer overlaying the result on the scan needs.
+exactly: the network grid is derived from the DWI grid (in one canonical axis order, :data:`CANONICAL_FRAME`), and
+results are resampled back onto *exactly* the DWI grid (compared with ``Grid`` equality, no tolerance), which is what a
+viewer overlaying the result on the scan needs. When two grids share their voxel centres in another axis order,
+resampling is an exact copy of the voxels (transposed and flipped), not an interpolation.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Sequence, Union
@@ -14,6 +17,20 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import GeometryError
+
+#: The anatomical frame the network sees: columns are LPS unit vectors, index axis x (0) towards the patient's left,
+#: y (1) anterior, z (2) superior ("LAS"). That is how the ISLES-2022 DWI are stored (dcm2niix NIfTI), the real scans
+#: the bundled model learnt from, so its (z, y, x) arrays are axial slices stacked from feet to head as it saw them
+#: there (the generated cases come in random axis orders and flips, so they do not favour another frame). Every
+#: scan is turned to this frame by permuting and flipping its index axes only, whatever order it was stored in.
+CANONICAL_FRAME = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]])
+
+#: Grids whose voxel centres agree within this distance (mm) are the same voxels (NIfTI stores geometry in float32).
+COINCIDENT_TOLERANCE_MM = 1e-4
+
+#: Canonical origins are rounded to this many decimals (mm), so the same scan stored in another axis order, whose
+#: origin differs by float rounding only, gets the very same network grid.
+_ORIGIN_DECIMALS = 6
 
 _INTERPOLATORS = {
     "linear": sitk.sitkLinear,
@@ -137,6 +154,75 @@ def same_grid(a: GridLike, b: GridLike, tol: float = 1e-4) -> bool:
     return bool(np.all(np.abs(np.asarray(ga.direction) - np.asarray(gb.direction)) <= tol))
 
 
+@dataclass(frozen=True)
+class AxisMap:
+    """A signed permutation of index axes: target axis ``a`` is source axis ``order[a]``, reversed when ``flip[a]``."""
+
+    order: tuple[int, int, int]
+    flip: tuple[bool, bool, bool]
+
+    def source_index(self, target_index: np.ndarray, source_size: Sequence[int]) -> np.ndarray:
+        """Integer (x, y, z) target indices (N, 3) to the source indices of the same voxels."""
+        target_index = np.asarray(target_index, dtype=np.float64).reshape(-1, 3)
+        source = np.empty_like(target_index)
+        for a, (axis, flip) in enumerate(zip(self.order, self.flip)):
+            source[:, axis] = (source_size[axis] - 1 - target_index[:, a]) if flip else target_index[:, a]
+        return source
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        """A source (z, y, x) array as the target (z, y, x) array: the same voxels, only reordered."""
+        xyz = np.asarray(array).transpose(2, 1, 0).transpose(self.order)
+        xyz = xyz[tuple(slice(None, None, -1) if f else slice(None) for f in self.flip)]
+        return np.ascontiguousarray(xyz.transpose(2, 1, 0))
+
+
+def canonical_axes(reference: GridLike) -> AxisMap:
+    """Which index axis of ``reference`` (and in which sense) is closest to each axis of :data:`CANONICAL_FRAME`.
+
+    The permutation maximises the summed |cosine| between the frame axes and the index axes it assigns, so an oblique
+    scan (tilted up to 45 degrees) keeps its index axes, only reordered and flipped.
+    """
+    cos = CANONICAL_FRAME.T @ Grid.of(reference).matrix  # cos[a, c]: frame axis a against index axis c
+    order = max(itertools.permutations(range(3)), key=lambda p: sum(abs(cos[a, p[a]]) for a in range(3)))
+    return AxisMap(tuple(order), tuple(bool(cos[a, order[a]] < 0) for a in range(3)))  # type: ignore[arg-type]
+
+
+def reoriented(reference: GridLike, axes: AxisMap) -> Grid:
+    """The same voxels as ``reference`` with its index axes reordered and flipped by ``axes``."""
+    grid = Grid.of(reference)
+    signs = np.where(axes.flip, -1.0, 1.0)
+    direction = grid.matrix[:, list(axes.order)] * signs
+    first = grid.index_to_physical(axes.source_index(np.zeros((1, 3)), grid.size))[0]
+    return Grid(tuple(grid.size[a] for a in axes.order), tuple(first.tolist()),
+                tuple(grid.spacing[a] for a in axes.order), tuple(direction.ravel().tolist()))
+
+
+def canonical_grid(reference: GridLike, spacing: float | Sequence[float]) -> Grid:
+    """The network grid of a scan: its voxel box in :data:`CANONICAL_FRAME` axis order at ``spacing`` (x, y, z).
+
+    Only the axis order and senses change, the obliquity stays, so at the scan's own spacing the grid's voxels are the
+    scan's voxels. Origin and size follow from the physical box (the corner nearest the frame's origin side, rounded),
+    so the same scan stored in any axis order or flip gets the same grid.
+    """
+    grid = grid_with_spacing(reoriented(reference, canonical_axes(reference)), spacing)
+    return Grid(grid.size, tuple(np.round(np.asarray(grid.origin), _ORIGIN_DECIMALS).tolist()), grid.spacing,
+                grid.direction)
+
+
+def coincident_axes(source: GridLike, target: GridLike, tol: float = COINCIDENT_TOLERANCE_MM) -> AxisMap | None:
+    """The axis map when ``target``'s voxel centres are ``source``'s in another index order (within ``tol`` mm at
+    every corner voxel, hence everywhere), else None."""
+    gs, gt = Grid.of(source), Grid.of(target)
+    cos = np.linalg.solve(gs.matrix, gt.matrix)  # column a: target axis a in source index directions
+    order = tuple(int(np.argmax(np.abs(cos[:, a]))) for a in range(3))
+    if sorted(order) != [0, 1, 2] or any(gs.size[order[a]] != gt.size[a] for a in range(3)):
+        return None
+    axes = AxisMap(order, tuple(bool(cos[order[a], a] < 0) for a in range(3)))  # type: ignore[arg-type]
+    corners = np.array([[(gt.size[a] - 1) * ((c >> a) & 1) for a in range(3)] for c in range(8)], dtype=np.float64)
+    gap = gt.index_to_physical(corners) - gs.index_to_physical(axes.source_index(corners, gs.size))
+    return axes if float(np.abs(gap).max()) <= tol else None
+
+
 def _lattice(size: Sequence[int], per_axis: int) -> np.ndarray:
     """Voxel-centre indices (N, 3) covering the whole grid: every voxel for small axes, an even subset otherwise."""
     axes = [np.unique(np.round(np.linspace(0, n - 1, min(n, per_axis)))) for n in size]
@@ -180,7 +266,8 @@ def resample_to_grid(image: sitk.Image, reference: GridLike, interpolator: str =
 
     ``transform`` maps reference (fixed) points to ``image`` (moving) points, ITK's convention, as returned by a
     registration; identity when omitted. Linear and B-spline give float32; nearest keeps the input type so labels stay
-    labels. The output's geometry is set from the reference grid's values, so it equals ``Grid.of(reference)``.
+    labels. The output's geometry is set from the reference grid's values, so it equals ``Grid.of(reference)``. When
+    the reference's voxels are the image's own in some axis order (:func:`coincident_axes`), they are copied exactly.
     """
     if interpolator not in _INTERPOLATORS:
         raise ValueError(f"interpolator must be one of {sorted(_INTERPOLATORS)}, got {interpolator!r}")
@@ -190,6 +277,10 @@ def resample_to_grid(image: sitk.Image, reference: GridLike, interpolator: str =
         raise GeometryError("Only scalar images can be resampled here.")
     grid = Grid.of(reference)
     pixel_type = _output_pixel_type(image, interpolator)
+    axes = coincident_axes(image, grid) if transform is None else None
+    if axes is not None:  # the same voxels in another order: copy them, do not interpolate
+        source = image if interpolator == "nearest" else sitk.Cast(image, sitk.sitkFloat32)
+        return grid.image_from_array(axes.apply(sitk.GetArrayViewFromImage(source)))
     source = image if interpolator == "nearest" else sitk.Cast(image, sitk.sitkFloat32)
     resampler = sitk.ResampleImageFilter()
     resampler.SetSize(list(grid.size))

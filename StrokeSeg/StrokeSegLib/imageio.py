@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from .atomic import atomic_path, full_suffix
 from .errors import InputFileError, InvalidImageError, NonFiniteVoxelsWarning
+from .file_integrity import check_file_data
 from .nifti_like import can_copy_header, write_nifti_like
 
 # Volumes whose b-values lie within this many s/mm² of the highest belong to the same shell (scanners report
@@ -31,19 +32,40 @@ def _stem(path: Path) -> str:
     return path.name[: len(path.name) - len(suffix)] if suffix else path.name
 
 
-def _read_any(path: Path) -> sitk.Image:
-    """Read with SimpleITK, turning its RuntimeErrors into InputFileError naming the file."""
+def read_stored(path: str | Path) -> sitk.Image:
+    """The image exactly as stored (pixel type, dimension kept), after checking that the file holds all the voxel data
+    its header promises (:mod:`.file_integrity`); NaN/inf stored in a NIfTI file stay NaN/inf instead of ITK's 0.
+
+    Every reader of user images and masks goes through here. SimpleITK's RuntimeErrors become InputFileError naming
+    the file.
+    """
+    path = Path(path)
     if not path.exists():
         raise InputFileError("file not found.", path)
     if not path.is_file():
         raise InputFileError("is not a file (a folder?); expected an image such as .nii.gz, .nrrd or .mha.", path)
+    nonfinite = check_file_data(path)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reader error"
         raise InputFileError(
             f"cannot be read as an image (corrupt, truncated, or not a format SimpleITK knows): {detail}", path
         ) from exc
+    return _restore_nonfinite(image, nonfinite)
+
+
+def _restore_nonfinite(image: sitk.Image, nonfinite: np.ndarray | None) -> sitk.Image:
+    """Put back the NaN that ITK's NIfTI reader turned into 0 (only where the file stored a non-finite value)."""
+    if nonfinite is None or image.GetNumberOfComponentsPerPixel() != 1:
+        return image
+    array = sitk.GetArrayFromImage(image)
+    if array.shape != nonfinite.shape or array.dtype.kind != "f":
+        return image
+    array[nonfinite] = np.nan
+    restored = sitk.GetImageFromArray(array, isVector=False)
+    restored.CopyInformation(image)
+    return restored
 
 
 def _volumes(image: sitk.Image) -> list[sitk.Image]:
@@ -184,34 +206,40 @@ def _to_3d(image: sitk.Image, path: Path, role: str) -> sitk.Image:
     return volume
 
 
-def _finite_float32(volume: sitk.Image, path: Path) -> tuple[sitk.Image, np.ndarray]:
+def _finite_float32(volume: sitk.Image, path: Path, keep_nonfinite: bool = False) -> tuple[sitk.Image, np.ndarray]:
     array = sitk.GetArrayFromImage(volume).astype(np.float32)
     bad = ~np.isfinite(array)
     count = int(bad.sum())
-    if count:
+    if count and not keep_nonfinite:
+        from .input_checks import fill_nonfinite
+
         warnings.warn(
-            f"{path}: {count} NaN or infinite voxel(s) out of {array.size} were replaced by 0.",
+            f"{path}: {count} NaN or infinite voxel(s) out of {array.size} were replaced from their nearest finite "
+            "neighbours.",
             NonFiniteVoxelsWarning,
             stacklevel=3,
         )
-        array[bad] = 0.0
+        array = fill_nonfinite(array)
     out = sitk.GetImageFromArray(array)
     out.CopyInformation(volume)
     return out, array
 
 
-def read_image(path: str | Path, role: str = "DWI") -> sitk.Image:
+def read_image(path: str | Path, role: str = "DWI", keep_nonfinite: bool = False) -> sitk.Image:
     """Read a 3-D float32 image with its geometry; ``role`` ("DWI", "ADC", ...) only shapes messages and 4-D handling.
 
-    4-D DWI series are reduced to the highest-b volume; other roles accept 4-D only with one volume. NaN/inf become 0
-    with a :class:`NonFiniteVoxelsWarning` (ITK's NIfTI reader already zeroes NaN silently; .mha/.nrrd keep them);
-    an image with no contrast (all voxels equal) is refused as empty.
+    The file must hold all the voxel data its header promises (a cut file is an error, see :func:`read_stored`). 4-D
+    DWI series are reduced to the highest-b volume; other roles accept 4-D only with one volume. NaN/inf are replaced
+    from their nearest finite neighbours with a :class:`NonFiniteVoxelsWarning`, or kept with ``keep_nonfinite`` (the
+    segmentation path, whose :mod:`.input_checks` refuse an image with too many of them); an image with no contrast
+    (all finite voxels equal) is refused as empty.
     """
     path = Path(path)
-    volume = _to_3d(_read_any(path), path, role)
-    image, array = _finite_float32(volume, path)
-    if array.size == 0 or float(array.min()) == float(array.max()):
-        value = float(array.flat[0]) if array.size else 0.0
+    volume = _to_3d(read_stored(path), path, role)
+    image, array = _finite_float32(volume, path, keep_nonfinite)
+    finite = array[np.isfinite(array)]
+    if finite.size == 0 or float(finite.min()) == float(finite.max()):
+        value = float(finite[0]) if finite.size else float("nan")
         raise InvalidImageError(f"is empty: every voxel of this {role} image equals {value:g}.", path)
     return image
 
@@ -219,7 +247,7 @@ def read_image(path: str | Path, role: str = "DWI") -> sitk.Image:
 def read_mask(path: str | Path) -> sitk.Image:
     """Read a binary mask as uint8 0/1 on its own grid (voxels >= 0.5 are inside; an empty mask is valid)."""
     path = Path(path)
-    volume = _to_3d(_read_any(path), path, "mask")
+    volume = _to_3d(read_stored(path), path, "mask")
     _, array = _finite_float32(volume, path)
     mask = sitk.GetImageFromArray((array >= 0.5).astype(np.uint8))
     mask.CopyInformation(volume)

@@ -4,7 +4,8 @@ Two ways to run, both ending in the same :meth:`StrokeSegLogic.loadResult`:
 
 * :meth:`StrokeSegLogic.process` runs blocking in this process (scripts, tests, the Segment Editor effect);
 * :class:`BackgroundSegmentation` writes the inputs to a temporary folder and builds the ``strokeseg segment`` command
-  that the module panel runs in a separate PythonSlicer process, so the GUI stays responsive and Cancel can kill it.
+  that the module panel runs in a separate PythonSlicer process (through :mod:`StrokeSegLib.jobs`), so the GUI stays
+  responsive and Cancel stops the whole process tree.
 
 ``slicer`` is reached only through :mod:`StrokeSegLib.mrml`, imported inside functions, so importing this module never
 needs Slicer.
@@ -13,14 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import sys
 import tempfile
-import threading
-import warnings
 from collections.abc import Sequence
-from typing import IO
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +25,12 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InvalidImageError, NonFiniteVoxelsWarning, StrokeSegError
+from .errors import InvalidImageError, StrokeSegError
 from .postprocess import lesion_table, lesion_volume_ml, lesion_voxels
-from .progress import CancelToken, ProgressCallback, check_cancel, report
+from .progress import PROGRESS_PREFIX, CancelToken, ProgressCallback, check_cancel, parse_progress_line, report
 
-# What `strokeseg segment --progress machine` prints before stage and fraction (cli.PROGRESS_PREFIX; kept here so the
-# panel does not import the command-line module).
-PROGRESS_PREFIX = "STROKESEG_PROGRESS"
+__all__ = ["PROGRESS_PREFIX", "BackgroundSegmentation", "StrokeSegLogic", "parse_progress_line", "summary_text"]
+
 MODULE_DIR = Path(__file__).resolve().parents[1]  # holds StrokeSegLib: put on the child's PYTHONPATH
 
 
@@ -47,19 +43,13 @@ def _mrml() -> Any:
 def input_image(node: Any, role: str) -> sitk.Image:
     """A volume node as float32 SimpleITK image, held to the same rules as files read by the command line.
 
-    NaN/inf become 0 with a warning naming the volume; a volume whose voxels are all equal is refused.
+    NaN/inf are kept: the segmentation's input checks repair a few from their neighbours or refuse the volume; a
+    volume whose finite voxels are all equal is refused.
     """
     image = _mrml().volume_node_to_sitk(node)
     array = sitk.GetArrayFromImage(image).astype(np.float32)
-    bad = ~np.isfinite(array)
-    if bad.any():
-        warnings.warn(
-            f"{role} volume '{node.GetName()}': {int(bad.sum())} NaN or infinite voxel(s) were replaced by 0.",
-            NonFiniteVoxelsWarning,
-            stacklevel=2,
-        )
-        array[bad] = 0.0
-    if array.size == 0 or float(array.min()) == float(array.max()):
+    finite = array[np.isfinite(array)]
+    if finite.size == 0 or float(finite.min()) == float(finite.max()):
         raise InvalidImageError(f"{role} volume '{node.GetName()}' is empty: all its voxels are equal.")
     out = sitk.GetImageFromArray(array)
     out.CopyInformation(image)
@@ -97,10 +87,12 @@ class StrokeSegLogic:
         tta: bool = False,
         threshold: float | None = None,
         minLesionMm3: float | None = None,
+        force: bool = False,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> Any:
-        """Run the whole pipeline blocking and return the segmentation node (created when None)."""
+        """Run the whole pipeline blocking and return the segmentation node (created when None). ``force`` segments
+        an input the plausibility checks refuse, recording their findings in ``lastReport["input_checks"]``."""
         if dwiVolumeNode is None or adcVolumeNode is None:
             raise StrokeSegError("Select both a DWI and an ADC volume.")
         from . import segmentation as seg
@@ -110,7 +102,8 @@ class StrokeSegLogic:
         adc = input_image(adcVolumeNode, "ADC")
         report(progress, "Reading volumes", 1.0)
         check_cancel(cancel)
-        options = seg.SegmentOptions(device=device, tta=tta, threshold=threshold, min_lesion_mm3=minLesionMm3)
+        options = seg.SegmentOptions(device=device, tta=tta, threshold=threshold, min_lesion_mm3=minLesionMm3,
+                                    force=force)
         result = seg.segment_images(dwi, adc, model, options, progress, cancel)
         check_cancel(cancel)
         return self.loadResult(result.mask, dwiVolumeNode, outputSegmentationNode, result.report)
@@ -156,6 +149,7 @@ class BackgroundSegmentation:
     report_path: Path
     command: list[str]
     environment: dict[str, str] = field(default_factory=dict)
+    cancel_file: Path | None = None
     owns_workdir: bool = True
 
     @classmethod
@@ -169,12 +163,14 @@ class BackgroundSegmentation:
         tta: bool = False,
         threshold: float | None = None,
         minLesionMm3: float | None = None,
+        force: bool = False,
         python: str | None = None,
         workdir: str | Path | None = None,
     ) -> BackgroundSegmentation:
         """Write DWI and ADC (world geometry, NRRD keeps the direction exactly) and build the command line.
 
-        ``python`` is the interpreter to run (PythonSlicer inside Slicer; this interpreter by default).
+        ``python`` is the interpreter to run (PythonSlicer inside Slicer; this interpreter by default). ``force``: see
+        :meth:`StrokeSegLogic.process`.
         """
         if dwiVolumeNode is None or adcVolumeNode is None:
             raise StrokeSegError("Select both a DWI and an ADC volume.")
@@ -187,6 +183,7 @@ class BackgroundSegmentation:
             adc_path=folder / "adc.nrrd",
             mask_path=folder / "lesion_mask.nrrd",
             report_path=folder / "report.json",
+            cancel_file=folder / "cancel",
             command=[],
             owns_workdir=owns,
         )
@@ -207,6 +204,8 @@ class BackgroundSegmentation:
             tta=tta,
             threshold=threshold,
             min_lesion_mm3=minLesionMm3,
+            cancel_file=job.cancel_file,
+            force=force,
         )
         job.environment = child_environment()
         return job
@@ -243,10 +242,14 @@ def build_segment_command(
     tta: bool = False,
     threshold: float | None = None,
     min_lesion_mm3: float | None = None,
+    cancel_file: str | Path | None = None,
+    force: bool = False,
 ) -> list[str]:
-    """``python -m StrokeSegLib.cli segment ...`` with machine-readable progress on stdout."""
+    """``python -m StrokeSegLib.cli segment ...`` with machine-readable progress on stdout (and a cancel file)."""
     command = [python, "-m", "StrokeSegLib.cli", "segment", "--dwi", str(dwi_path), "--adc", str(adc_path)]
     command += ["--out", str(mask_path), "--report", str(report_path), "--progress", "machine", "--device", device]
+    if cancel_file is not None:
+        command += ["--cancel-file", str(cancel_file)]
     if model:
         command += ["--model", str(model)]
     if tta:
@@ -255,6 +258,8 @@ def build_segment_command(
         command += ["--threshold", repr(float(threshold))]
     if min_lesion_mm3 is not None:
         command += ["--min-lesion-mm3", repr(float(min_lesion_mm3))]
+    if force:
+        command.append("--force")
     return command
 
 
@@ -263,42 +268,3 @@ def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     base = dict(os.environ if base is None else base)
     paths: Sequence[str] = [str(MODULE_DIR)] + [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)), "PYTHONUNBUFFERED": "1"}
-
-
-def parse_progress_line(line: str) -> tuple[str, float] | None:
-    """``(stage, fraction)`` from a ``STROKESEG_PROGRESS<TAB>stage<TAB>fraction`` line, else None (ordinary log)."""
-    parts = line.rstrip("\r\n").split("\t")
-    if len(parts) != 3 or parts[0] != PROGRESS_PREFIX:
-        return None
-    try:
-        fraction = float(parts[2])
-    except ValueError:
-        return None
-    return parts[1], min(max(fraction, 0.0), 1.0)
-
-
-class OutputReader:
-    """Collects a child's output lines on a thread, so a GUI timer can poll them without ever blocking."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, stream: IO[str]) -> None:
-        try:
-            for line in iter(stream.readline, ""):
-                self._lines.put(line)
-        finally:
-            stream.close()
-
-    def lines(self, wait: bool = False) -> list[str]:
-        """Lines received so far; ``wait=True`` first waits for the end of the output (call once the child exited)."""
-        if wait:
-            self._thread.join(timeout=10)
-        out = []
-        while True:
-            try:
-                out.append(self._lines.get_nowait())
-            except queue.Empty:
-                return out

@@ -3,7 +3,8 @@
 Why safetensors: a model file is something users download and share, and ``torch.load`` on a pickle runs arbitrary
 code. A safetensors file is a length-prefixed JSON header plus raw tensor bytes, so reading it can never execute
 anything. This module parses the header itself and refuses anything else (pickles, zips, garbage) before handing the
-file to the safetensors reader.
+file to the safetensors reader. Reading the header (:func:`read_metadata`) needs no torch, so the Slicer panel lists
+and describes models without loading PyTorch into Slicer's process; only saving and loading weights import it.
 
 Why the metadata lives inside the file: the network shape, the preprocessing (spacing, normalisation), the patch size
 and the calibrated threshold belong to the weights; a separate sidecar could be lost or mismatched.
@@ -16,17 +17,18 @@ import math
 import struct
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_path
-from .devices import resolve_device
 from .errors import ModelFileError
-from .network import AttentionUNet3D, NetworkConfig
+from .network_config import NetworkConfig
 from .normalization import ADC_NORMALIZATIONS
 from .preprocessing import PreprocessConfig
+
+if TYPE_CHECKING:  # torch is imported only to save or load weights: reading the header needs none
+    import torch
+
+    from .network import AttentionUNet3D
 
 FORMAT_VERSION = 1
 METADATA_KEY = "strokeseg"
@@ -102,8 +104,9 @@ class ModelMetadata:
             raise ValueError(
                 f"patch_size {self.patch_size} must be divisible by {config.required_divisor} for this network"
             )
-        if not _finite_number(self.threshold) or not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+        if not _finite_number(self.threshold) or not 0.0 < self.threshold < 1.0:
+            # 0 would mark every brain voxel as lesion, 1 none: either is a broken file, not a choice
+            raise ValueError(f"threshold must lie strictly between 0 and 1, got {self.threshold!r}")
         if not _finite_number(self.min_lesion_mm3) or self.min_lesion_mm3 < 0:
             raise ValueError(f"min_lesion_mm3 must be a number >= 0, got {self.min_lesion_mm3!r}")
         if not isinstance(self.normalization, dict):
@@ -180,6 +183,8 @@ def file_sha256(path: str | Path) -> str:
 
 def save_model(path: str | Path, network: AttentionUNet3D, metadata: ModelMetadata) -> Path:
     """Write weights + metadata atomically. The metadata's network config must be the network's own."""
+    from safetensors.torch import save_file
+
     metadata.validate()
     config = getattr(network, "config", None)
     if not isinstance(config, NetworkConfig):
@@ -238,7 +243,14 @@ def read_metadata(path: str | Path) -> ModelMetadata:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the network from the metadata and load the weights strictly; never unpickles anything."""
+    """Rebuild the network from the metadata and load the weights strictly; never unpickles anything. Weights with
+    NaN/inf are refused."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .devices import resolve_device
+    from .network import AttentionUNet3D
+
     path = Path(path)
     metadata = read_metadata(path)
     target = resolve_device(device)
@@ -246,6 +258,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own error types for truncated or inconsistent files
         raise ModelFileError(f"the weights could not be read ({exc})", path) from None
+    broken = sorted(name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+    if broken:
+        shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+        raise ModelFileError(
+            f"the weights contain NaN or infinite values ({shown}); such a model would output nothing (or anything)",
+            path,
+        )
     network = AttentionUNet3D(metadata.network_config)
     try:
         network.load_state_dict(tensors, strict=True)

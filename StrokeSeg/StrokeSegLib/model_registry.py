@@ -3,8 +3,9 @@
 Two folders: models bundled with StrokeSeg (``StrokeSegLib/models/``, read-only for users) and a per-user cache
 (``$STROKESEG_HOME/models`` or ``~/.cache/strokeseg/models``) where imported models go. Each model is
 ``<model_id>.safetensors`` with a sidecar ``<model_id>.sha256``, so a file damaged or swapped after installation is
-noticed by :func:`verify_models` instead of silently producing different segmentations. The cache wins over the bundled
-folder, so a user can import a newer model under the same id.
+noticed by :func:`verify_models` instead of silently producing different segmentations. A bundled id always means the
+bundled file: importing a model under a bundled id is refused (rename it), a cache file with a bundled id is ignored
+when resolving names, and :func:`verify_models` reports it as shadowing.
 """
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ def _search_dirs() -> list[tuple[Source, Path]]:
     return [("cache", cache_dir()), ("bundled", bundled_dir())]
 
 
+def _is_bundled_id(model_id: str) -> bool:
+    return (bundled_dir() / f"{model_id}{MODEL_SUFFIX}").is_file()
+
+
 def checksum_path(model_path: Path) -> Path:
     """The sidecar of ``<id>.safetensors``: ``<id>.sha256``."""
     return model_path.with_suffix(CHECKSUM_SUFFIX)
@@ -101,6 +106,11 @@ def verify_models() -> list[tuple[ModelEntry, bool, str]]:
 
 
 def _verify(entry: ModelEntry) -> tuple[bool, str]:
+    if entry.source == "cache" and _is_bundled_id(entry.model_id):
+        return False, (f"shadows the bundled model '{entry.model_id}' (an imported file under a bundled id); it is "
+                       "ignored; delete it and import the model under another model_id")
+    if entry.source == "cache" and entry.metadata is not None and _is_bundled_id(entry.metadata.model_id):
+        return False, f"its metadata claims the bundled id '{entry.metadata.model_id}'; import it under its own id"
     expected = _read_checksum(entry.path)
     if expected is None:
         return False, f"no checksum file {checksum_path(entry.path).name}"
@@ -130,6 +140,13 @@ def import_model(path: str | Path, replace: bool = False) -> ModelEntry:
     loaded = load_model(source)
     model_id = loaded.metadata.model_id
     _check_model_id(model_id, source)
+    if _is_bundled_id(model_id):
+        raise StrokeSegError(
+            f"model_id '{model_id}' is the id of a model bundled with StrokeSeg; an imported model may not replace it "
+            "(every plain run would silently use it). Give the model its own model_id (e.g. retrain or re-export it "
+            "with another id), then import it.",
+            source,
+        )
     target = cache_dir() / f"{model_id}{MODEL_SUFFIX}"
     if target.exists() and source.resolve() != target.resolve():
         installed = file_sha256(target)
@@ -165,8 +182,9 @@ def _looks_like_path(text: str) -> bool:
 
 
 def find_model(model_id: str) -> Path | None:
-    """The installed file for ``model_id`` (cache first, then bundled), or None."""
-    for _, folder in _search_dirs():
+    """The installed file for ``model_id`` (bundled first, so a bundled id is never shadowed; then the cache), or
+    None."""
+    for _, folder in reversed(_search_dirs()):
         candidate = folder / f"{model_id}{MODEL_SUFFIX}"
         if candidate.is_file():
             return candidate
@@ -175,7 +193,7 @@ def find_model(model_id: str) -> Path | None:
 
 def resolve_model(name_or_path: str | Path | None = None) -> Path:
     """Turn what the user typed into a model file: None → the default model, a path → that file, an id → the
-    installed file (cache, then bundled). Raises a :class:`StrokeSegError` that says how to get a model."""
+    installed file (bundled, then cache). Raises a :class:`StrokeSegError` that says how to get a model."""
     if name_or_path is None:
         found = find_model(DEFAULT_MODEL_ID)
         if found is None:

@@ -1,7 +1,9 @@
 """From a DWI and an ADC as read from disk to the network's input, and the exact way back.
 
-The network sees both channels on one isotropic grid (``target_spacing``) that shares the DWI's direction and covers
-its whole extent, normalised inside the brain so units and scanners do not matter. Every output is then resampled
+The network sees both channels on one isotropic grid (``target_spacing``) that covers the DWI's whole extent in one
+canonical axis order (:func:`~StrokeSegLib.geometry.canonical_grid`: the DWI's index axes permuted and flipped, its
+obliquity kept), so the same scan gives the same result whatever order its slices and axes were stored in, normalised
+inside the brain so units and scanners do not matter. Every output is then resampled
 onto *exactly* the DWI grid (:meth:`PreparedCase.to_native`), because that is the grid the user loaded and overlays.
 Training prepares its cases with this same function, so what the network learnt is what it gets at deployment.
 """
@@ -17,7 +19,7 @@ import SimpleITK as sitk
 from .alignment import AlignmentResult, align_to_reference
 from .brain_mask import compute_brain_mask
 from .errors import GeometryError, InvalidImageError
-from .geometry import Grid, grid_with_spacing, resample_to_grid
+from .geometry import Grid, canonical_grid, resample_to_grid
 from .normalization import ADC_NORMALIZATIONS, normalize_adc_physical, normalize_channel
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
@@ -157,7 +159,7 @@ def prepare_case(dwi: sitk.Image, adc: sitk.Image, config: PreprocessConfig | No
 
     report(progress, "Resampling", 0.0)
     native_grid = Grid.of(dwi)
-    network_grid = grid_with_spacing(native_grid, config.target_spacing)
+    network_grid = canonical_grid(native_grid, config.target_spacing)
     dwi_net = _on_grid(dwi, network_grid)
     report(progress, "Resampling", 0.4)
     adc_net = _on_grid(adc, network_grid, alignment.transform)

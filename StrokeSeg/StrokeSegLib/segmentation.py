@@ -5,6 +5,7 @@ that a number measured anywhere is the number a user gets.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,8 +17,10 @@ import torch
 
 from .atomic import write_json_atomic
 from .devices import resolve_device
+from .errors import StrokeSegError
 from .geometry import Grid
 from .imageio import read_image, write_image
+from .input_checks import CheckedInputs, check_inputs, check_same_brain
 from .model_file import LoadedModel, load_model
 from .model_registry import resolve_model
 from .postprocess import lesion_table, lesion_volume_ml, postprocess
@@ -39,6 +42,19 @@ class SegmentOptions:
     overlap: float = 0.5
     batch_size: int | None = None
     register: bool | None = None
+    #: Segment even when :mod:`.input_checks` find the input implausible; the findings go into the report.
+    force: bool = False
+
+    def check(self) -> None:
+        """Raise :class:`StrokeSegError` for a value no run can use, before any work (not after the prediction)."""
+        if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 < self.threshold < 1.0):
+            raise StrokeSegError(f"threshold must lie strictly between 0 and 1, got {self.threshold!r}")
+        if self.min_lesion_mm3 is not None and not (math.isfinite(self.min_lesion_mm3) and self.min_lesion_mm3 >= 0):
+            raise StrokeSegError(f"min_lesion_mm3 must be a number >= 0, got {self.min_lesion_mm3!r}")
+        if not (math.isfinite(self.overlap) and 0.0 <= self.overlap < 1.0):
+            raise StrokeSegError(f"overlap must lie in [0, 1), got {self.overlap!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise StrokeSegError(f"batch_size must be at least 1, got {self.batch_size!r}")
 
 
 @dataclass
@@ -65,8 +81,9 @@ def _default_batch_size(device: torch.device) -> int:
 class PreparedInputs:
     """A case read and prepared for the network, not yet predicted: what a batch pipeline queues between stages."""
 
-    dwi: sitk.Image
+    dwi: sitk.Image  # as checked (NaN/inf repaired)
     prepared: PreparedCase
+    checked: CheckedInputs
     timings: dict[str, float]
     dwi_path: str | Path | None = None
     adc_path: str | Path | None = None
@@ -82,12 +99,24 @@ def prepare_inputs(
     dwi_path: str | Path | None = None,
     adc_path: str | Path | None = None,
 ) -> PreparedInputs:
-    """Align and prepare (the CPU stage before the network) with the model's preprocessing settings."""
+    """Check, align and prepare (the CPU stage before the network) with the model's preprocessing settings.
+
+    The input checks (:func:`.input_checks.check_inputs`) run first: an implausible pair raises
+    :class:`.errors.ImplausibleInputError` unless ``options.force``; NaN/inf voxels may be present in ``dwi``/``adc``
+    and are refused or repaired there.
+    """
+    t = time.perf_counter()
+    checked = check_inputs(dwi, adc, dwi_path, adc_path, force=options.force)
+    dwi, adc = checked.dwi, checked.adc
+    timings = {"input_checks_s": time.perf_counter() - t}
     t = time.perf_counter()
     config = loaded.metadata.preprocess_config(register=options.register)
     prepared = prepare_case(dwi, adc, config, dwi_path=dwi_path, adc_path=adc_path, progress=progress, cancel=cancel)
+    check_same_brain(checked, prepared.alignment.image, prepared.native_brain_mask, dwi_path, adc_path,
+                     force=options.force)
+    timings["prepare_s"] = time.perf_counter() - t
     check_cancel(cancel)
-    return PreparedInputs(dwi, prepared, {"prepare_s": time.perf_counter() - t}, dwi_path, adc_path)
+    return PreparedInputs(dwi, prepared, checked, timings, dwi_path, adc_path)
 
 
 def predict_prepared(
@@ -144,7 +173,8 @@ def finish_prediction(
     mask.CopyInformation(dwi)
     report(progress, "Post-processing", 1.0)
     timings["postprocess_s"] = time.perf_counter() - t
-    timings["total_s"] = sum(timings.get(k, 0.0) for k in ("load_model_s", "prepare_s", "predict_s", "postprocess_s"))
+    timings["total_s"] = sum(timings.get(k, 0.0) for k in
+                             ("load_model_s", "input_checks_s", "prepare_s", "predict_s", "postprocess_s"))
 
     lesions = lesion_table(mask)
     result_report: dict[str, Any] = {
@@ -167,6 +197,7 @@ def finish_prediction(
             "dwi": None if inputs.dwi_path is None else str(inputs.dwi_path),
             "adc": None if inputs.adc_path is None else str(inputs.adc_path),
         },
+        "input_checks": inputs.checked.report(forced=options.force),
         "timings": timings,
     }
     return SegmentationResult(mask=mask, probability=probability, report=result_report)
@@ -182,12 +213,13 @@ def segment_images(
     dwi_path: str | Path | None = None,
     adc_path: str | Path | None = None,
 ) -> SegmentationResult:
-    """Align, prepare, predict and post-process; everything returned lies on ``dwi``'s grid.
+    """Check, align, prepare, predict and post-process; everything returned lies on ``dwi``'s grid.
 
     The three stages are separate functions so that a batch run can overlap them across cases (:mod:`.batch_pipeline`)
     and still compute exactly what this function computes.
     """
     options = options or SegmentOptions()
+    options.check()
     t0 = time.perf_counter()
     resolve_device(options.device)  # a device this machine lacks is refused before any work
     loaded = get_model(model, device="cpu")
@@ -217,10 +249,11 @@ def segment_files(
     cancel: CancelToken | None = None,
 ) -> SegmentationResult:
     """Read, segment, and write the requested outputs atomically (a failure never leaves a half-written file)."""
+    (options or SegmentOptions()).check()
     t = time.perf_counter()
     report(progress, "Reading", 0.0)
-    dwi = read_image(dwi_path, role="DWI")
-    adc = read_image(adc_path, role="ADC")
+    dwi = read_image(dwi_path, role="DWI", keep_nonfinite=True)  # the input checks refuse or repair NaN/inf
+    adc = read_image(adc_path, role="ADC", keep_nonfinite=True)
     read_s = time.perf_counter() - t
     result = segment_images(dwi, adc, model, options, progress, cancel, dwi_path=dwi_path, adc_path=adc_path)
     result.report["timings"]["read_s"] = read_s

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from StrokeSegLib.errors import StrokeSegError
+from StrokeSegLib.errors import CancelledError, StrokeSegError
 
 from . import __version__, bundle, commands
 from .synth import command as synth_command
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except CancelledError as exc:
+        print(f"strokeseg-train {args.command}: {exc} (resume with --resume)", file=sys.stderr)
+        return 130
     except StrokeSegError as exc:
         print(f"strokeseg-train {args.command}: error: {exc}", file=sys.stderr)
         return 2

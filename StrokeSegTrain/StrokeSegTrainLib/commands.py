@@ -10,6 +10,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from StrokeSegLib.progress import CancelFile, MachineProgress
+
 from .config import TrainConfig, load_config
 
 
@@ -26,6 +28,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="fine-tune: start from this model file or installed model id (e.g. strokeseg-starter) "
                              "instead of random weights; overrides the configuration's init_from")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only the per-epoch log lines")
+    # The Slicer panel's channel: progress lines as `strokeseg segment --progress machine` prints them, and Cancel.
+    parser.add_argument("--progress", default="bar", choices=["bar", "machine"], help=argparse.SUPPRESS)
+    parser.add_argument("--cancel-file", default=None, help=argparse.SUPPRESS)
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -57,12 +62,18 @@ def _setup(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     return config, " ".join(shlex.quote(a) for a in ["strokeseg-train", *sys.argv[1:]])
 
 
+def _panel_channel(args: argparse.Namespace) -> tuple[MachineProgress | None, CancelFile]:
+    """Machine progress lines (``--progress machine``) and the cooperative cancel (``--cancel-file``)."""
+    return (MachineProgress() if args.progress == "machine" else None), CancelFile(args.cancel_file)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .trainer import train
 
     config, command = _setup(args)
-    result = train(config, args.data, args.out, args.fold, device=args.device, resume=args.resume,
-                   cache_dir=args.cache, show_progress=not args.quiet, command=command)
+    progress, cancel = _panel_channel(args)
+    result = train(config, args.data, args.out, args.fold, progress, cancel, device=args.device, resume=args.resume,
+                   cache_dir=args.cache, show_progress=not args.quiet and progress is None, command=command)
     if result.model_path is not None:
         print(f"best validation Dice {result.best_dice:.4f} at epoch {result.best_epoch}; model {result.model_path}")
     return 0
@@ -72,9 +83,10 @@ def run_cv_command(args: argparse.Namespace) -> int:
     from .cross_validation import run_cv
 
     config, command = _setup(args)
+    progress, cancel = _panel_channel(args)
     folds = None if args.folds is None else [int(f) for f in args.folds.split(",") if f.strip()]
-    result = run_cv(config, args.data, args.out, folds, device=args.device, resume=args.resume,
-                    cache_dir=args.cache, show_progress=not args.quiet, command=command)
+    result = run_cv(config, args.data, args.out, folds, progress, cancel, device=args.device, resume=args.resume,
+                    cache_dir=args.cache, show_progress=not args.quiet and progress is None, command=command)
     mean = result.summary.get("mean", {})
     if result.summary:
         print(f"cross-validation: {len(result.rows)} cases, mean Dice {mean.get('dice')}, "

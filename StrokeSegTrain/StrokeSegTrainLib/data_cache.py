@@ -34,7 +34,8 @@ from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, r
 
 from .config import PreprocessSection
 
-CACHE_FORMAT = 1
+#: Part of every cache key; raised whenever ``prepare_case`` puts voxels elsewhere (2: canonical network grid).
+CACHE_FORMAT = 2
 _ARRAYS = ("image", "mask", "brain", "foreground", "native_mask", "native_brain")
 
 

@@ -32,9 +32,42 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--p-symmetric-cortex", type=float, default=None,
                    help="share of cases with mirror-symmetric bright cortex whose ADC is mildly low, a normal look "
                         "that only symmetry tells from an infarct (default 0)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="JSON object of generator settings (SynthConfig fields, e.g. p_real_lesions, "
+                        "p_adc_other_grid); a --p-* flag given on the command line overrides it")
+    p.add_argument("--lesions", type=Path, default=None,
+                   help="real lesion masks to place: a folder of binary masks in MNI space (NIfTI, one patient "
+                        "each) or a library .npz; default: the bundled library derived from SOOP")
     p.add_argument("--montage", type=Path, default=None, help="also save a PNG of the first (up to 6) cases")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run_synth)
+    lib = subparsers.add_parser(
+        "lesion-library", help="pack a folder of MNI-space lesion masks into a compact library for synth --lesions",
+        description="Crops each binary mask to its bounding box, records its MNI position, volume and (with --atlas) "
+                    "dominant arterial territory, and writes one .npz (no pickle).")
+    lib.add_argument("--masks", required=True, type=Path, help="folder of binary lesion masks in MNI space")
+    lib.add_argument("--atlas", type=Path, default=None,
+                     help="arterial territory atlas on the same space, with its label .txt beside it "
+                          "(ArterialAtlas136 format: label|short|name|group)")
+    lib.add_argument("--out", required=True, type=Path, help="library file to write (.npz)")
+    lib.set_defaults(handler=run_lesion_library)
+
+
+def run_lesion_library(args: argparse.Namespace) -> int:
+    """Build and save a lesion library; report its size."""
+    from StrokeSegLib.errors import StrokeSegError
+
+    from .lesion_library import build_library
+
+    if not args.masks.is_dir():
+        raise StrokeSegError("not a folder of lesion masks", path=args.masks)
+    try:
+        library = build_library(args.masks, args.atlas)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise StrokeSegError(f"cannot build a lesion library: {exc}", path=args.masks) from exc
+    path = library.save(args.out)
+    print(f"lesion-library: {len(library)} masks, {path.stat().st_size / 1e6:.1f} MB -> {path}", file=sys.stderr)
+    return 0
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -54,7 +87,20 @@ def run_synth(args: argparse.Namespace) -> int:
     for name, value in overrides.items():
         if not 0.0 <= value <= 1.0:
             raise StrokeSegError(f"--{name.replace('_', '-')} must be between 0 and 1, not {value}")
-    config = SynthConfig(**overrides)
+    settings = read_synth_config(args.config) if args.config is not None else {}
+    settings.update(overrides)
+    if args.lesions is not None:
+        if not args.lesions.exists():
+            raise StrokeSegError("lesion masks not found", path=args.lesions)
+        settings["lesion_library"] = str(args.lesions.resolve())
+    config = SynthConfig(**settings)
+    if config.p_real_lesions > 0.0:
+        from .lesion_library import resolve_library
+
+        try:
+            resolve_library(config.lesion_library)
+        except (OSError, ValueError) as exc:
+            raise StrokeSegError(f"cannot read the lesion library: {exc}", path=config.lesion_library) from exc
     start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -71,3 +117,30 @@ def run_synth(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"synth: wrote {args.cases} cases to {args.out} ({manifest.name})", file=sys.stderr)
     return 0
+
+
+def read_synth_config(path: Path) -> dict:
+    """Generator settings from a JSON object; unknown keys and shares outside [0, 1] are refused."""
+    import json
+    from dataclasses import fields
+
+    from StrokeSegLib.errors import StrokeSegError
+
+    from .generator import SynthConfig
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise StrokeSegError(f"cannot read the generator settings: {exc}", path=path) from exc
+    if not isinstance(data, dict):
+        raise StrokeSegError("generator settings must be a JSON object", path=path)
+    known = {f.name for f in fields(SynthConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise StrokeSegError(f"unknown generator settings {unknown}; known: {sorted(known)}", path=path)
+    for key, value in data.items():
+        if key.startswith("p_") and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            raise StrokeSegError(f"{key} must be a number between 0 and 1, not {value!r}", path=path)
+    if "volume_range_ml" in data:
+        data["volume_range_ml"] = tuple(data["volume_range_ml"])
+    return data

@@ -11,21 +11,24 @@ import numpy as np
 import SimpleITK as sitk
 
 from .acquisition import ADC_UNITS, AcquiredCase, acquire, sample_acquisition
+from .adc_grid import regrid_adc
 from .anatomy import BRAIN_BOX_MODEL, anatomy_box, build_anatomy, draw_fields, sample_head
 from .artifacts import BiasField, ReceiveCoilProfile, susceptibility_gain
 from .eddy import sample_eddy_misregistration
 from .extracranial import build_head
 from .fields import AxisGrid, covering_grid
 from .geometry import ScanGeometry, sample_geometry
+from .lesion_library import resolve_library
 from .lesions import VOLUME_RANGE_ML, render_lesions, sample_lesion_plan
 from .mimics import add_mimics
 from .mri_physics import (TissueChanges, add_regional_variation, add_texture, head_signals, sample_tissue_properties,
                           synthesize_signals)
 from .normal_variants import add_bright_cortex, add_symmetric_bright_cortex
+from .real_lesions import render_real_lesion
 
 # Append only: a new stream must not reshuffle the existing ones.
 _STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics", "geometry", "acquisition",
-            "noise", "artefacts", "coil", "cortex", "eddy", "symmetry")
+            "noise", "artefacts", "coil", "cortex", "eddy", "symmetry", "real", "adcgrid")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,13 @@ class SynthConfig:
     p_eddy_misregistration: float = 0.5
     #: Share of cases with mirror-symmetric bright cortex of mildly low ADC (``normal_variants``; off by default).
     p_symmetric_cortex: float = 0.0
+    #: Share of lesion cases whose lesion is a real infarct mask from the MNI library (``real_lesions``); the rest get
+    #: the procedural kinds (``lesions``).
+    p_real_lesions: float = 0.75
+    #: Where real masks come from: None for the bundled library, else a library ``.npz`` or a folder of MNI masks.
+    lesion_library: str | None = None
+    #: Share of cases whose ADC is stored on a rotated grid of other voxels than the DWI (``adc_grid``).
+    p_adc_other_grid: float = 0.25
     threads: int = 1
 
 
@@ -78,6 +88,17 @@ def _visible_grid(box: tuple[np.ndarray, np.ndarray], geom: ScanGeometry, spacin
     return covering_grid(lo, np.maximum(hi, lo + 2 * spacing), spacing)
 
 
+def _render(plan, anat, changes, rngs: dict, config: SynthConfig) -> tuple[list[dict], str]:
+    """The case's lesions: a real library mask for a share ``p_real_lesions`` of lesion cases, else the plan's
+    procedural lesions; returns their descriptions and the pattern name."""
+    real_rng = rngs["real"]
+    if plan.pattern != "none" and real_rng.random() < config.p_real_lesions:
+        placed = render_real_lesion(resolve_library(config.lesion_library), anat, changes, real_rng)
+        if placed is not None:
+            return [placed], "real"
+    return render_lesions(plan, anat, changes, rngs["lesions"]), plan.pattern
+
+
 def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) -> SynthCase:
     """Generate case ``index`` of the data set ``seed`` (deterministic)."""
     rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(
@@ -102,7 +123,7 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
     symmetric_cortex = (add_symmetric_bright_cortex(anat, changes, symmetry_rng)
                         if symmetry_rng.random() < config.p_symmetric_cortex else None)
     mimics = add_mimics(anat, changes, rngs["mimics"])
-    lesions = render_lesions(plan, anat, changes, rngs["lesions"])
+    lesions, pattern = _render(plan, anat, changes, rngs, config)
     s0, sb = synthesize_signals(anat, props, changes)
 
     art = rngs["artefacts"]
@@ -135,11 +156,15 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
     acquired = acquire(grid, s0, sb, lesion_fraction, anat.icv, geom, acq, props.b_value, wm_signal, rngs["noise"],
                        head=head_signals_, fine_mm=config.fine_mm, threads=config.threads, eddy=eddy)
 
+    adc, adc_grid = acquired.adc, None
+    adc_rng = rngs["adcgrid"]
+    if adc_rng.random() < config.p_adc_other_grid:
+        adc, adc_grid = regrid_adc(acquired.adc, adc_rng)
     voxel_ml = float(np.prod(geom.spacing)) / 1000.0
     mask_voxels = int(sitk.GetArrayViewFromImage(acquired.mask).sum())
     cid = case_id(index)
     info = {
-        "case_id": cid, "index": index, "seed": [int(seed), int(index)], "pattern": plan.pattern,
+        "case_id": cid, "index": index, "seed": [int(seed), int(index)], "pattern": pattern,
         "lesion_count": len(lesions), "lesions": lesions,
         "lesion_volume_ml": round(float(acquired.lesion_fraction.sum()) * voxel_ml, 4),
         "lesion_volume_fine_ml": round(float(lesion_fraction.sum()) * grid.voxel_volume_mm3 / 1000.0, 4),
@@ -156,7 +181,7 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         "susceptibility_artefact": sus is not None, "atrophy": round(head.atrophy, 3), "mimics": mimics,
         "regional": regional, "bright_cortex": bright_cortex,
         "eddy_misregistration": eddy.describe() if eddy is not None else None,
-        "symmetric_cortex": symmetric_cortex,
+        "symmetric_cortex": symmetric_cortex, "adc_other_grid": adc_grid,
     }
-    return SynthCase(case_id=cid, dwi=acquired.dwi, adc=acquired.adc, mask=acquired.mask, info=info,
+    return SynthCase(case_id=cid, dwi=acquired.dwi, adc=adc, mask=acquired.mask, info=info,
                      acquired=acquired)

@@ -65,8 +65,13 @@ def _spec(rng: np.random.Generator, kind: str, lo: float, hi: float, hemisphere:
           volume_range: tuple[float, float]) -> LesionSpec:
     lo, hi = max(lo, volume_range[0]), min(hi, volume_range[1])
     volume = _log_uniform(rng, lo, max(hi, lo))
+    return sample_signature(rng, kind, volume, hemisphere)
+
+
+def sample_signature(rng: np.random.Generator, kind: str, target_ml: float, hemisphere: int) -> LesionSpec:
+    """A lesion's diffusion signature (core and rim ADC factors, T2 factor, rim width) for a given kind and size."""
     core = float(rng.uniform(*CORE_ADC_FACTOR))
-    return LesionSpec(kind=kind, target_ml=volume, hemisphere=hemisphere, core_adc=core,
+    return LesionSpec(kind=kind, target_ml=target_ml, hemisphere=hemisphere, core_adc=core,
                       rim_adc=float(max(core, rng.uniform(*RIM_ADC_FACTOR))), t2=float(rng.uniform(*T2_FACTOR)),
                       rim_mm=float(rng.uniform(1.5, 5.0)))
 
@@ -231,6 +236,23 @@ def _score(spec: LesionSpec, anat: Anatomy, seed, box, r_eq: float, rng: np.rand
     return np.where(allowed, score, np.float32(np.inf))
 
 
+def write_lesion(changes: TissueChanges, box: tuple[slice, slice, slice], lam: np.ndarray, inward: np.ndarray,
+                 spec: LesionSpec, spacing: float, rng: np.random.Generator) -> None:
+    """Write a lesion's fraction ``lam`` on ``box`` into ``changes`` with its signature: ADC factor from the core
+    value (``inward`` = 1, deep inside) to the rim value (``inward`` = 0), a little heterogeneity, the T2 factor.
+    Where lesions overlap, the one with the larger fraction sets the signature."""
+    hetero = band_limited_noise(rng, AxisGrid((0.0, 0.0, 0.0), spacing, lam.shape), 6.0).on_grid(
+        AxisGrid((0.0, 0.0, 0.0), spacing, lam.shape))
+    rho = spec.core_adc + (spec.rim_adc - spec.core_adc) * (1.0 - inward) ** 2 + np.float32(0.04) * hetero
+    rho = np.clip(rho, 0.2, 1.0).astype(np.float32)
+    tau = np.float32(spec.t2) * (1.0 + np.float32(0.03) * hetero)
+    cur = changes.lesion[box]
+    newer = lam > cur
+    changes.lesion_adc[box] = np.where(newer, rho, changes.lesion_adc[box])
+    changes.lesion_t2[box] = np.where(newer, tau, changes.lesion_t2[box])
+    np.maximum(cur, lam, out=cur)
+
+
 def _render_one(spec: LesionSpec, anat: Anatomy, changes: TissueChanges, rng: np.random.Generator,
                 near: tuple[int, int, int] | None = None) -> dict | None:
     """Place one lesion, write it into ``changes`` and describe it (None when no seed fits)."""
@@ -258,16 +280,7 @@ def _render_one(spec: LesionSpec, anat: Anatomy, changes: TissueChanges, rng: np
     # uniformly dark like real lacunes and large ones have a homogeneous core).
     rim_mm = min(spec.rim_mm, 0.5 * r_eq)
     inward = np.clip((np.float32(level) - np.where(finite, score, np.float32(level))) / np.float32(rim_mm), 0.0, 1.0)
-    hetero = band_limited_noise(rng, AxisGrid((0.0, 0.0, 0.0), g.spacing, lam.shape), 6.0).on_grid(
-        AxisGrid((0.0, 0.0, 0.0), g.spacing, lam.shape))
-    rho = spec.core_adc + (spec.rim_adc - spec.core_adc) * (1.0 - inward) ** 2 + np.float32(0.04) * hetero
-    rho = np.clip(rho, 0.2, 1.0).astype(np.float32)
-    tau = np.float32(spec.t2) * (1.0 + np.float32(0.03) * hetero)
-    cur = changes.lesion[box]
-    newer = lam > cur
-    changes.lesion_adc[box] = np.where(newer, rho, changes.lesion_adc[box])
-    changes.lesion_t2[box] = np.where(newer, tau, changes.lesion_t2[box])
-    np.maximum(cur, lam, out=cur)
+    write_lesion(changes, box, lam, inward, spec, g.spacing, rng)
     centre = [float(g.axis(0)[seed[2]]), float(g.axis(1)[seed[1]]), float(g.axis(2)[seed[0]])]
     volume_ml = float((lam * tissue).sum() * g.voxel_volume_mm3 / 1000.0)
     return {"kind": spec.kind, "hemisphere": "left" if spec.hemisphere > 0 else "right",
