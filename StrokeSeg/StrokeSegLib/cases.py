@@ -78,18 +78,45 @@ def _check_root(root: Path) -> None:
         raise InputFileError("is a file; expected the folder that holds the cases (an ISLES 2022 root).", root)
 
 
+@dataclass(frozen=True)
+class IncompleteCase:
+    """A study found with only one of DWI/ADC: it cannot be segmented, and ``reason`` says which file is missing."""
+
+    case_id: str
+    reason: str
+
+
 def find_cases(root: str | Path) -> list[Case]:
     """All complete cases under ``root`` in either ISLES 2022 layout, sorted by case id.
 
     Cases with only one of DWI/ADC are skipped with an :class:`IncompleteCaseWarning` naming them, so one broken
     folder does not stop a batch of 250; masks are optional (``None``).
     """
+    cases, incomplete = scan_cases(root)
+    if incomplete:
+        warnings.warn(
+            f"{root}: skipped {len(incomplete)} incomplete case(s): " + "; ".join(i.reason for i in incomplete),
+            IncompleteCaseWarning,
+            stacklevel=2,
+        )
+    if not cases:
+        raise InputFileError(
+            "no cases found (a case needs a DWI and an ADC). Expected one of these layouts:\n  "
+            + "\n  ".join(EXPECTED_LAYOUTS),
+            root,
+        )
+    return cases
+
+
+def scan_cases(root: str | Path) -> tuple[list[Case], list[IncompleteCase]]:
+    """Complete and incomplete cases under ``root``, each sorted by case id; a batch run reports the incomplete ones
+    as failed rows instead of leaving them out. Raises only when ``root`` is not a folder."""
     root = Path(root)
     _check_root(root)
     search_root = root.parent if root.name.lower() == "rawdata" else root
     derivatives = _derivatives_folders(root)
     found: dict[str, Case] = {}
-    incomplete: list[str] = []
+    incomplete: dict[str, str] = {}
     for pattern in _DWI_PATTERNS:
         for dwi in sorted(search_root.glob(pattern)):
             if not dwi.is_file() or not _NIFTI.search(dwi.name):
@@ -97,7 +124,7 @@ def find_cases(root: str | Path) -> list[Case]:
             case_id = _strip_nifti(dwi.name)[: -len("_dwi")]
             adc = _sibling(dwi, f"{case_id}_adc")
             if adc is None:
-                incomplete.append(f"{case_id} (no {case_id}_adc.nii.gz beside {dwi})")
+                incomplete.setdefault(case_id, f"{case_id} (no {case_id}_adc.nii.gz beside {dwi})")
                 continue
             if case_id in found:
                 warnings.warn(
@@ -112,20 +139,11 @@ def find_cases(root: str | Path) -> list[Case]:
         for adc in sorted(search_root.glob(pattern.replace("_dwi", "_adc"))):
             case_id = _strip_nifti(adc.name)[: -len("_adc")]
             if case_id not in found and _sibling(adc, f"{case_id}_dwi") is None:
-                incomplete.append(f"{case_id} (no {case_id}_dwi.nii.gz beside {adc})")
-    if incomplete:
-        warnings.warn(
-            f"{root}: skipped {len(incomplete)} incomplete case(s): " + "; ".join(incomplete),
-            IncompleteCaseWarning,
-            stacklevel=2,
-        )
-    if not found:
-        raise InputFileError(
-            "no cases found (a case needs a DWI and an ADC). Expected one of these layouts:\n  "
-            + "\n  ".join(EXPECTED_LAYOUTS),
-            root,
-        )
-    return sorted(found.values(), key=lambda case: case.case_id)
+                incomplete.setdefault(case_id, f"{case_id} (no {case_id}_dwi.nii.gz beside {adc})")
+    for case_id in found:  # found complete under another layout pattern
+        incomplete.pop(case_id, None)
+    return (sorted(found.values(), key=lambda case: case.case_id),
+            [IncompleteCase(case_id, incomplete[case_id]) for case_id in sorted(incomplete)])
 
 
 def case_id_from_path(dwi: str | Path) -> str:

@@ -154,15 +154,40 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from .batch import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from .atomic import check_writable_folder
     from .batch import run_batch
+    from .batch_table import merge_tables
 
+    if args.merge is not None:
+        if args.input_root is not None or args.out is not None:
+            raise StrokeSegError("strokeseg batch --merge DIR takes no input root and no --out")
+        rows = merge_tables(args.merge)
+        failed = [r for r in rows if r.status == "failed"]
+        print(f"{len(rows)} case(s), {len(failed)} failed; table: {Path(args.merge) / 'volumes.csv'}")
+        for row in failed:
+            print(f"FAILED {row.case_id}: {row.error}", file=sys.stderr)
+        return 1 if failed else 0
+    if args.input_root is None or args.out is None:
+        raise StrokeSegError("strokeseg batch needs an input root and --out (or --merge DIR)")
     check_writable_folder(args.out)
-    batch = run_batch(args.input_root, args.out, args.model, _options(args), resume=args.resume)
+    batch = run_batch(args.input_root, args.out, args.model, _options(args), resume=args.resume, shard=args.shard,
+                      prefetch=args.prefetch)
     done = sum(o.status == "ok" for o in batch.outcomes)
     skipped = sum(o.status == "skipped" for o in batch.outcomes)
-    print(f"{done} segmented, {skipped} skipped (already done), {len(batch.failed)} failed; table: {Path(args.out) / 'volumes.csv'}")
+    print(f"{done} segmented, {skipped} skipped (already done), {len(batch.failed)} failed, "
+          f"{len(batch.elsewhere)} left to other runs; table: {Path(args.out) / 'volumes.csv'}")
+    for case_id, why in batch.elsewhere:
+        print(f"ELSEWHERE {case_id}: {why}", file=sys.stderr)
     for o in batch.failed:
         print(f"FAILED {o.case_id}: {o.error}", file=sys.stderr)
     return 0 if batch.ok else 1
@@ -227,9 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("batch", help="segment every case under an ISLES 2022 root (both layouts)")
-    p.add_argument("input_root")
-    p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true", help="skip cases whose mask already exists")
+    p.add_argument("input_root", nargs="?", default=None)
+    p.add_argument("--out", default=None, help="output folder (required unless --merge)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep existing masks that read back and lie on the DWI grid; segment the rest")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="only the I-th of N disjoint parts of the sorted case ids (1 <= I <= N), for array jobs")
+    p.add_argument("--merge", default=None, metavar="DIR",
+                   help="only rebuild DIR's volumes.csv and batch_report.json from its per-case rows")
+    p.add_argument("--prefetch", type=int, default=1, metavar="K",
+                   help="prepared cases that may wait for the network (default 1; 0 reads, predicts, writes in turn)")
     _add_inference_options(p)
     p.set_defaults(func=cmd_batch)
 

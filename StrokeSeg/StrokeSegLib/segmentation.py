@@ -20,11 +20,11 @@ from .devices import INFERENCE_AMP, resolve_device
 from .errors import StrokeSegError
 from .geometry import Grid
 from .imageio import read_image, write_image
-from .input_checks import check_inputs, check_same_brain
+from .input_checks import CheckedInputs, check_inputs, check_same_brain
 from .model_file import LoadedModel, load_model
 from .model_registry import resolve_model
 from .postprocess import lesion_table, lesion_volume_ml, postprocess
-from .preprocessing import prepare_case
+from .preprocessing import PreparedCase, prepare_case
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 from .sliding_window import sliding_window_predict
 
@@ -77,49 +77,66 @@ def _default_batch_size(device: torch.device) -> int:
     return 4 if device.type == "cuda" else 1
 
 
-def segment_images(
+@dataclass
+class PreparedInputs:
+    """A case read and prepared for the network, not yet predicted: what a batch pipeline queues between stages."""
+
+    dwi: sitk.Image  # as checked (NaN/inf repaired)
+    prepared: PreparedCase
+    checked: CheckedInputs
+    timings: dict[str, float]
+    dwi_path: str | Path | None = None
+    adc_path: str | Path | None = None
+    #: Where the network ran (set by :func:`predict_prepared`; the CPU after a GPU out-of-memory fallback).
+    device_used: str | None = None
+
+
+def prepare_inputs(
     dwi: sitk.Image,
     adc: sitk.Image,
-    model: ModelSpec = None,
-    options: SegmentOptions | None = None,
+    loaded: LoadedModel,
+    options: SegmentOptions,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     dwi_path: str | Path | None = None,
     adc_path: str | Path | None = None,
-) -> SegmentationResult:
-    """Check, align, prepare, predict and post-process; everything returned lies on ``dwi``'s grid.
+) -> PreparedInputs:
+    """Check, align and prepare (the CPU stage before the network) with the model's preprocessing settings.
 
     The input checks (:func:`.input_checks.check_inputs`) run first: an implausible pair raises
     :class:`.errors.ImplausibleInputError` unless ``options.force``; NaN/inf voxels may be present in ``dwi``/``adc``
     and are refused or repaired there.
     """
-    options = options or SegmentOptions()
-    options.check()
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t = time.perf_counter()
     checked = check_inputs(dwi, adc, dwi_path, adc_path, force=options.force)
     dwi, adc = checked.dwi, checked.adc
-    timings["input_checks_s"] = time.perf_counter() - t0
-    device = resolve_device(options.device)
-    loaded = get_model(model, device="cpu")
-    meta = loaded.metadata
-    timings["load_model_s"] = time.perf_counter() - t0
-
+    timings = {"input_checks_s": time.perf_counter() - t}
     t = time.perf_counter()
-    config = meta.preprocess_config(register=options.register)
+    config = loaded.metadata.preprocess_config(register=options.register)
     prepared = prepare_case(dwi, adc, config, dwi_path=dwi_path, adc_path=adc_path, progress=progress, cancel=cancel)
     check_same_brain(checked, prepared.alignment.image, prepared.native_brain_mask, dwi_path, adc_path,
                      force=options.force)
     timings["prepare_s"] = time.perf_counter() - t
     check_cancel(cancel)
+    return PreparedInputs(dwi, prepared, checked, timings, dwi_path, adc_path)
 
+
+def predict_prepared(
+    inputs: PreparedInputs,
+    loaded: LoadedModel,
+    options: SegmentOptions,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> torch.Tensor:
+    """The network stage: sliding-window probabilities (out, z, y, x) on the network grid."""
     t = time.perf_counter()
+    device = resolve_device(options.device)
     network = loaded.network.to(device)
     predicted_on: dict[str, Any] = {}
     probabilities = sliding_window_predict(
         network,
-        torch.from_numpy(prepared.image),
-        patch_size=tuple(meta.patch_size),
+        torch.from_numpy(inputs.prepared.image),
+        patch_size=tuple(loaded.metadata.patch_size),
         overlap=options.overlap,
         batch_size=options.batch_size or _default_batch_size(device),
         device=device,
@@ -129,10 +146,22 @@ def segment_images(
         cancel=cancel,
         run_info=predicted_on,
     )
-    timings["predict_s"] = time.perf_counter() - t
+    inputs.timings["predict_s"] = time.perf_counter() - t
+    inputs.device_used = str(predicted_on["device"])
     check_cancel(cancel)
+    return probabilities
 
+
+def finish_prediction(
+    inputs: PreparedInputs,
+    probabilities: torch.Tensor,
+    loaded: LoadedModel,
+    options: SegmentOptions,
+    progress: ProgressCallback | None = None,
+) -> SegmentationResult:
+    """Map the probabilities back onto the DWI grid, threshold and filter them, and build the report."""
     t = time.perf_counter()
+    meta, prepared, dwi, timings = loaded.metadata, inputs.prepared, inputs.dwi, inputs.timings
     report(progress, "Post-processing", 0.0)
     probability = prepared.to_native(probabilities[0].numpy(), interpolator="linear")
     native_brain = prepared.native_brain_mask
@@ -149,7 +178,8 @@ def segment_images(
     mask.CopyInformation(dwi)
     report(progress, "Post-processing", 1.0)
     timings["postprocess_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t0
+    timings["total_s"] = sum(timings.get(k, 0.0) for k in
+                             ("load_model_s", "input_checks_s", "prepare_s", "predict_s", "postprocess_s"))
 
     lesions = lesion_table(mask)
     result_report: dict[str, Any] = {
@@ -159,7 +189,7 @@ def segment_images(
         "threshold": threshold,
         "min_lesion_mm3": min_mm3,
         "tta": options.tta,
-        "device": predicted_on["device"],  # the CPU when the GPU ran out of memory
+        "device": inputs.device_used,  # the CPU when the GPU ran out of memory
         "model_id": meta.model_id,
         "model_sha256": loaded.sha256,
         "alignment": {
@@ -168,11 +198,43 @@ def segment_images(
             "overlap": prepared.alignment.overlap,
         },
         "grid": asdict(Grid.of(dwi)),
-        "inputs": {"dwi": None if dwi_path is None else str(dwi_path), "adc": None if adc_path is None else str(adc_path)},
-        "input_checks": checked.report(forced=options.force),
+        "inputs": {
+            "dwi": None if inputs.dwi_path is None else str(inputs.dwi_path),
+            "adc": None if inputs.adc_path is None else str(inputs.adc_path),
+        },
+        "input_checks": inputs.checked.report(forced=options.force),
         "timings": timings,
     }
     return SegmentationResult(mask=mask, probability=probability, report=result_report)
+
+
+def segment_images(
+    dwi: sitk.Image,
+    adc: sitk.Image,
+    model: ModelSpec = None,
+    options: SegmentOptions | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    dwi_path: str | Path | None = None,
+    adc_path: str | Path | None = None,
+) -> SegmentationResult:
+    """Check, align, prepare, predict and post-process; everything returned lies on ``dwi``'s grid.
+
+    The three stages are separate functions so that a batch run can overlap them across cases (:mod:`.batch_pipeline`)
+    and still compute exactly what this function computes.
+    """
+    options = options or SegmentOptions()
+    options.check()
+    t0 = time.perf_counter()
+    resolve_device(options.device)  # a device this machine lacks is refused before any work
+    loaded = get_model(model, device="cpu")
+    load_model_s = time.perf_counter() - t0
+    inputs = prepare_inputs(dwi, adc, loaded, options, progress, cancel, dwi_path, adc_path)
+    inputs.timings = {"load_model_s": load_model_s, **inputs.timings}
+    probabilities = predict_prepared(inputs, loaded, options, progress, cancel)
+    result = finish_prediction(inputs, probabilities, loaded, options, progress)
+    result.report["timings"]["total_s"] = time.perf_counter() - t0
+    return result
 
 
 def segment_files(
