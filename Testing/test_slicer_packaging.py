@@ -179,6 +179,9 @@ def test_every_python_file_and_resource_is_packaged(cmake_modules) -> None:
     train_files = rel(TRAIN_LIB.rglob("*.py"), tbase)
     assert train_files and train_files <= set(train["SCRIPTS"]), train_files - set(train["SCRIPTS"])
     assert rel([p for p in (tbase / "Resources").rglob("*") if p.is_file()], tbase) <= set(train["RESOURCES"])
+    data_files = rel([p for p in TRAIN_LIB.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc", ".md")], tbase)
+    assert "StrokeSegTrainLib/synth/data/soop_lesions_mni.npz" in data_files
+    assert data_files <= set(train["RESOURCES"]), data_files - set(train["RESOURCES"])
 
 
 def test_python_unittests_are_registered_for_each_module() -> None:
