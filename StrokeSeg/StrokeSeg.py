@@ -28,6 +28,7 @@ from slicer.i18n import tr as _
 from slicer.i18n import translate
 
 from StrokeSegLib import StrokeSegLogic  # noqa: F401  (re-exported: scripts use StrokeSeg.StrokeSegLogic)
+from StrokeSegLib.options import SegmentOptions
 from StrokeSegLib.panel import SegmentationRun, guess_inputs, model_choices
 
 DEVICES = [("auto", "Automatic (GPU if available)"), ("cuda", "NVIDIA GPU (CUDA)"), ("mps", "Apple GPU (MPS)"),
@@ -112,11 +113,18 @@ def pythonSlicerExecutable() -> str:
     return os.path.join(os.path.dirname(sys.executable), name)
 
 
+def modelDefaultAsNone(value: float, spinBox) -> float | None:
+    """A spin box showing its special value "Model default" (its minimum) means None: the model file's value. The
+    minimum stays inside the spin box and the parameter node; the options only ever see None."""
+    return None if value <= spinBox.minimum else value
+
+
 @parameterNodeWrapper
 class StrokeSegParameterNode:
     """The panel's choices, kept in the scene (saved and restored with it). Widgets whose .ui property
     ``SlicerParameterName`` names a field are connected automatically; model and device are combo-box data, synced
-    by the widget. ``threshold`` 0 and ``minLesionMm3`` -1 are the spin boxes' "Model default"."""
+    by the widget. The spin boxes' minimum reads "Model default" (see :func:`modelDefaultAsNone`); the widget turns
+    these choices into one :class:`StrokeSegLib.options.SegmentOptions`."""
 
     dwiVolume: slicer.vtkMRMLScalarVolumeNode
     adcVolume: slicer.vtkMRMLScalarVolumeNode
@@ -300,17 +308,15 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else _("Select the DWI and the ADC volumes.")
         )
 
-    def options(self) -> dict:
+    def options(self) -> SegmentOptions:
+        """The panel's choices as the one options object the child's command line is written from."""
         parameters = self._parameterNode
-        return {
-            "model": parameters.model or None,
-            "device": parameters.device or "auto",
-            "tta": parameters.tta,
-            # The spin boxes' lowest value reads "Model default".
-            "threshold": None if parameters.threshold <= self.ui.thresholdSpinBox.minimum else parameters.threshold,
-            "minLesionMm3": None if parameters.minLesionMm3 <= self.ui.minLesionSpinBox.minimum
-            else parameters.minLesionMm3,
-        }
+        return SegmentOptions(
+            device=parameters.device or "auto",
+            tta=parameters.tta,
+            threshold=modelDefaultAsNone(parameters.threshold, self.ui.thresholdSpinBox),
+            min_lesion_mm3=modelDefaultAsNone(parameters.minLesionMm3, self.ui.minLesionSpinBox),
+        )
 
     # ---- running ----
 
@@ -328,7 +334,7 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
                 return
             self.run.start(parameters.dwiVolume, parameters.adcVolume, parameters.outputSegmentation,
-                           **self.options())
+                           model=parameters.model or None, options=self.options())
             self.setRunning(True)
             self.timer.start()
 

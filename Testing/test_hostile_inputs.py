@@ -332,7 +332,7 @@ def test_force_segments_anyway_and_records_the_findings(tmp_path: Path, tiny_mod
 def test_the_logic_passes_force_through() -> None:
     from StrokeSegLib.logic import build_segment_command
 
-    assert "--force" in build_segment_command("py", "d", "a", "m", "r", force=True)
+    assert "--force" in build_segment_command("py", "d", "a", "m", "r", options=SegmentOptions(force=True))
     assert "--force" not in build_segment_command("py", "d", "a", "m", "r")
 
 

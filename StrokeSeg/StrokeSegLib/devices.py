@@ -12,8 +12,7 @@ from typing import ContextManager
 import torch
 
 from .errors import StrokeSegError
-
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+from .options import DEVICES as DEVICE_CHOICES
 
 
 def _mps_available() -> bool:
