@@ -443,6 +443,7 @@ class StrokeSegTest(ScriptedLoadableModuleTest):
         from StrokeSegLib import mrml
         from StrokeSegLib.model_file import ModelMetadata, save_model
         from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+        from StrokeSegLib.preprocess_config import PreprocessConfig
         from StrokeSegLib.synthetic import make_synthetic_case
 
         self.delayDisplay("Building a synthetic case and a tiny random model")
@@ -451,7 +452,8 @@ class StrokeSegTest(ScriptedLoadableModuleTest):
         adc = mrml.sitk_to_volume_node(case.adc, name="synthetic ADC")
         torch.manual_seed(0)
         config = NetworkConfig(in_channels=2, out_channels=1, features=(4, 8, 16))
-        meta = ModelMetadata(model_id="selftest-random", network=config.to_dict(), target_spacing=(3.0, 3.0, 3.0),
+        meta = ModelMetadata(model_id="selftest-random", network=config.to_dict(),
+                             preprocess=PreprocessConfig(target_spacing=(3.0, 3.0, 3.0)),
                              patch_size=(16, 32, 32), threshold=0.5, min_lesion_mm3=0.0)
         with tempfile.TemporaryDirectory() as folder:
             modelPath = save_model(os.path.join(folder, "tiny.safetensors"), AttentionUNet3D(config), meta)

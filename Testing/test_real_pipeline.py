@@ -92,8 +92,9 @@ def test_adc_units_differ_between_cases_but_not_after_normalisation(isles_root: 
     raw2 = np.median(sitk.GetArrayViewFromImage(adc2)[sitk.GetArrayViewFromImage(adc2) > 0])
     raw9 = np.median(sitk.GetArrayViewFromImage(adc9)[sitk.GetArrayViewFromImage(adc9) > 0])
     assert raw9 / raw2 > 300                               # 10^-3 mm^2/s against mm^2/s
-    prepared2 = prepare_case(dwi2, adc2)
-    prepared9 = prepare_case(case0009[0], adc9)
+    zscore = PreprocessConfig(adc_normalization="zscore")  # the z-scored ADC; the physical ADC is tested below
+    prepared2 = prepare_case(dwi2, adc2, zscore)
+    prepared9 = prepare_case(case0009[0], adc9, zscore)
     for prepared in (prepared2, prepared9):
         brain = prepared.brain_mask.astype(bool)
         assert abs(np.median(prepared.image[1][brain])) < 0.5

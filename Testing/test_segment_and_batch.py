@@ -105,8 +105,10 @@ def test_the_model_file_decides_how_the_adc_is_normalised(tmp_path: Path, adc_mo
     the same result, but a 20 % different ADC does not -- while a z-score model cannot tell the two apart."""
     from StrokeSegLib.segmentation import SegmentOptions, segment_images
 
-    model = make_tiny_model(tmp_path / f"{adc_mode}.safetensors", f"tiny-{adc_mode}", seed=1, normalization={
-        "method": "percentile_zscore", "clip_percentiles": [0.5, 99.5], "adc": adc_mode})
+    from StrokeSegLib.preprocess_config import PreprocessConfig
+
+    model = make_tiny_model(tmp_path / f"{adc_mode}.safetensors", f"tiny-{adc_mode}", seed=1,
+                            preprocess=PreprocessConfig(target_spacing=(3.0, 3.0, 3.0), adc_normalization=adc_mode))
     case = make_synthetic_case(seed=4, size=(40, 36, 20), adc_units=1e-3)
     options = SegmentOptions(tta=False)
 

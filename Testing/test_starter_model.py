@@ -22,7 +22,7 @@ MEAN_DICE_FLOOR = 0.60
 
 def test_bundled_model_expects_physical_adc() -> None:
     meta = load_model(resolve_model(DEFAULT_MODEL_ID)).metadata
-    assert meta.normalization.get("adc") == "physical"
+    assert meta.preprocess.adc_normalization == "physical"
     assert "real_isles2022_never_trained_on" in meta.provenance["evaluation"]
 
 

@@ -57,7 +57,7 @@ def test_tiny_run_trains_validates_exports_and_reloads(data_root, cache_dir, tmp
     assert loaded.metadata.provenance["val_cases"] == val_ids
     assert loaded.metadata.patch_size == (16, 16, 16) and not loaded.metadata.network_config.deep_supervision
     # The preprocessing the model was trained with travels in its file, so deployment normalises the ADC alike.
-    assert loaded.metadata.normalization["adc"] == "physical"
+    assert loaded.metadata.preprocess.adc_normalization == "physical"
     best = load_checkpoint(fold / "best.pt")["model"]
     for name, tensor in loaded.network.state_dict().items():
         assert torch.equal(tensor, best[name]), name

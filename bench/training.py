@@ -51,9 +51,10 @@ def _peak_rss_mb() -> float:
 
 
 def _config(args: argparse.Namespace):
-    from StrokeSegTrainLib.config import NetworkSection, TrainConfig
+    from StrokeSegLib.network_config import NetworkConfig
+    from StrokeSegTrainLib.config import TrainConfig
 
-    return TrainConfig(network=NetworkSection(features=args.features, deep_supervision=True),
+    return TrainConfig(network=NetworkConfig(features=args.features, deep_supervision=True),
                        patch_size=args.patch, batch_size=args.batch, prefetch_batches=args.workers,
                        amp=args.device == "cuda")
 
@@ -61,14 +62,14 @@ def _config(args: argparse.Namespace):
 def _make_cases(folder: Path, count: int) -> list[str]:
     """ISLES-sized synthetic cases (112x112x73 at 2 mm) in the preprocessing cache; returns the entry folders."""
     from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
-    from StrokeSegTrainLib.config import PreprocessSection
+    from StrokeSegLib.preprocess_config import PreprocessConfig
     from StrokeSegTrainLib.data_cache import build_entry
 
     entries = []
     for seed in range(count):
         case = write_synthetic_case(make_synthetic_case(seed=seed, size=(112, 112, 73), spacing=(2.0, 2.0, 2.0)),
                                     folder / "isles", f"sub-bench{seed}")
-        entries.append(str(build_entry(case, folder / "cache", PreprocessSection())))  # default float32
+        entries.append(str(build_entry(case, folder / "cache", PreprocessConfig())))  # default float32
     return entries
 
 
