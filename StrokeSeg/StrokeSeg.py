@@ -13,9 +13,10 @@ import shutil
 import sys
 
 import qt
-import vtk
-
 import slicer
+import vtk
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -24,10 +25,8 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from slicer.i18n import tr as _
-from slicer.i18n import translate
 
-from StrokeSegLib import StrokeSegLogic  # noqa: F401  (re-exported: scripts use StrokeSeg.StrokeSegLogic)
+from StrokeSegLib import StrokeSegLogic  # also re-exported: scripts use StrokeSeg.StrokeSegLogic
 from StrokeSegLib.options import SegmentOptions
 from StrokeSegLib.panel import SegmentationRun, guess_inputs, model_choices
 
@@ -60,7 +59,8 @@ class StrokeSeg(ScriptedLoadableModule):
         )
         self.parent.acknowledgementText = _(
             "The sample case and the evaluation data are from ISLES 2022: Hernandez Petzsche MR et al., ISLES 2022: A "
-            "multi-center magnetic resonance imaging stroke lesion segmentation dataset. Scientific Data 9, 762 (2022), "
+            "multi-center magnetic resonance imaging stroke lesion segmentation dataset. Scientific Data 9, 762 "
+            "(2022), "
             "doi:10.1038/s41597-022-01875-5 (CC BY-SA 4.0). The bundled starter model is trained on generated data "
             "only. PyTorch is provided by the PyTorch extension (SlicerPyTorch)."
         )
@@ -94,7 +94,8 @@ def registerSampleData() -> None:
         category="Stroke",
         sampleName="StrokeSegISLES0009",
         thumbnailFileName=os.path.join(iconsPath, "StrokeSeg.png"),
-        uris=[SAMPLE_URL + "sub-strokecase0009_ses-0001_dwi.nii.gz", SAMPLE_URL + "sub-strokecase0009_ses-0001_adc.nii.gz"],
+        uris=[SAMPLE_URL + "sub-strokecase0009_ses-0001_dwi.nii.gz",
+              SAMPLE_URL + "sub-strokecase0009_ses-0001_adc.nii.gz"],
         fileNames=["sub-strokecase0009_ses-0001_dwi.nii.gz", "sub-strokecase0009_ses-0001_adc.nii.gz"],
         nodeNames=["StrokeCase0009 DWI", "StrokeCase0009 ADC"],
         checksums=[

@@ -64,7 +64,7 @@ def write_tiny_model(path: Path, model_id: str = "tiny-test", seed: int = 0, **m
 
 
 @pytest.fixture(scope="session")
-def make_tiny_model():  # noqa: ANN201
+def make_tiny_model():
     """:func:`write_tiny_model`, for tests that need a tiny model with other metadata."""
     return write_tiny_model
 

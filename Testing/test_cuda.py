@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 import torch
+from train_fixtures import tiny_config, write_synthetic_root
 
 from StrokeSegLib import devices
 from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
@@ -17,8 +18,6 @@ from StrokeSegTrainLib.augmentation import augment_batch
 from StrokeSegTrainLib.config import AugmentationConfig, LossConfig, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 from StrokeSegTrainLib.trainer import train, train_step
-
-from train_fixtures import tiny_config, write_synthetic_root
 
 pytestmark = pytest.mark.cuda
 

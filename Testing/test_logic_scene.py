@@ -39,7 +39,7 @@ class FakeEngine:
         self.ball_lps = ball_lps
         self.radius_mm = radius_mm
 
-    def segment_images(self, dwi, adc, model, options, progress=None, cancel=None):  # noqa: ANN001, ANN201
+    def segment_images(self, dwi, adc, model, options, progress=None, cancel=None):
         self.calls.append({"dwi": dwi, "adc": adc, "model": model, "options": options})
         if progress is not None:
             progress("Predicting", 0.5)
@@ -236,12 +236,12 @@ def test_progress_lines_are_parsed() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, make_tiny_model) -> Path:  # noqa: ANN001
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, make_tiny_model) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", "tiny-logic-test",
                            patch_size=(16, 32, 32))
 
 
-def real_segmentation():  # noqa: ANN201
+def real_segmentation():
     try:
         from StrokeSegLib import segmentation
     except ImportError as error:  # the engine is written in parallel; say so instead of failing here

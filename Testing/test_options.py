@@ -49,7 +49,7 @@ def test_the_child_command_carries_the_options_unchanged(options: SegmentOptions
 
 
 def test_every_field_has_one_command_line_argument() -> None:
-    help_text = build_parser()._subparsers._group_actions[0].choices["segment"].format_help()  # noqa: SLF001
+    help_text = build_parser()._subparsers._group_actions[0].choices["segment"].format_help()
     for f in dataclasses.fields(SegmentOptions):
         assert "--" + f.name.replace("_", "-") in help_text
 

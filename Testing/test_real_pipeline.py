@@ -135,7 +135,8 @@ def test_nonstripped_case(nonstripped_case: Path) -> None:
 
 
 @pytest.mark.parametrize(("number", "unit"), [(2, 1.0), (3, 1.0), (9, 1e-3)])
-def test_real_adc_units_are_detected_and_infarcts_read_as_restricted(isles_root: Path, number: int, unit: float) -> None:
+def test_real_adc_units_are_detected_and_infarcts_read_as_restricted(isles_root: Path, number: int,
+                                                                     unit: float) -> None:
     """The three cases store ADC in two conventions (README of the data); after physical normalisation the expert
     lesion reads as restricted diffusion (below normal tissue) in every one of them."""
     from StrokeSegLib.normalization import ADC_CENTRE, ADC_SCALE, detect_adc_unit_mm2s

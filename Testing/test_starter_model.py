@@ -12,8 +12,8 @@ import numpy as np
 
 from StrokeSegLib.imageio import read_image, read_mask
 from StrokeSegLib.metrics import case_metrics
-from StrokeSegLib.model_registry import DEFAULT_MODEL_ID, resolve_model
 from StrokeSegLib.model_file import load_model
+from StrokeSegLib.model_registry import DEFAULT_MODEL_ID, resolve_model
 from StrokeSegLib.segmentation import segment_images
 
 CASES = ("sub-strokecase0002", "sub-strokecase0003", "sub-strokecase0009")

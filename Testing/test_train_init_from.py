@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 from StrokeSegLib.errors import CancelledError, StrokeSegError
 from StrokeSegLib.model_file import file_sha256, load_model
@@ -12,8 +13,6 @@ from StrokeSegLib.preprocess_config import PreprocessConfig
 from StrokeSegTrainLib.export import training_network_config
 from StrokeSegTrainLib.initial_weights import load_initial_weights
 from StrokeSegTrainLib.trainer import train
-
-from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 
 @pytest.fixture(scope="module")

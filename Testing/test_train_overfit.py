@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import torch
+from train_fixtures import single_thread  # noqa: F401 (autouse fixture)
 
 from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
 from StrokeSegTrainLib.config import LossConfig, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 from StrokeSegTrainLib.trainer import train_step
-
-from train_fixtures import single_thread  # noqa: F401 (autouse fixture)
 
 
 def test_loss_goes_down_on_a_case_it_can_overfit() -> None:

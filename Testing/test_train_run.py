@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 from StrokeSegLib.errors import CancelledError, StrokeSegError
 from StrokeSegLib.evaluation import CSV_COLUMNS
@@ -16,8 +17,6 @@ from StrokeSegTrainLib.checkpoint import load_checkpoint
 from StrokeSegTrainLib.history import History
 from StrokeSegTrainLib.splits import patient_id
 from StrokeSegTrainLib.trainer import train
-
-from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 
 @pytest.fixture(scope="module")

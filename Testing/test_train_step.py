@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from train_fixtures import run_forked, single_thread  # noqa: F401 (autouse fixture)
 
 from StrokeSegLib import devices
 from StrokeSegLib.errors import StrokeSegError
@@ -20,8 +21,6 @@ from StrokeSegTrainLib import distributed
 from StrokeSegTrainLib.config import LossConfig, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 from StrokeSegTrainLib.trainer import train_step
-
-from train_fixtures import run_forked, single_thread  # noqa: F401 (autouse fixture)
 
 SHAPE = (16, 16, 16)
 

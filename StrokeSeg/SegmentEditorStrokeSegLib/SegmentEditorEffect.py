@@ -15,7 +15,6 @@ import os
 import traceback
 
 import qt
-
 import slicer
 from SegmentEditorEffects.AbstractScriptedSegmentEditorEffect import AbstractScriptedSegmentEditorEffect
 
@@ -78,7 +77,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.scriptedEffect.addLabeledOptionsWidget("ADC volume:", self.adcSelector)
 
         self.modelComboBox = qt.QComboBox()
-        self.modelComboBox.setToolTip("Installed StrokeSeg models (import more in the Stroke Lesion Segmentation module).")
+        self.modelComboBox.setToolTip(
+            "Installed StrokeSeg models (import more in the Stroke Lesion Segmentation module).")
         self.scriptedEffect.addLabeledOptionsWidget("Model:", self.modelComboBox)
 
         self.ttaCheckBox = qt.QCheckBox("Test-time augmentation (slower, slightly better)")

@@ -53,7 +53,8 @@ class TerminalProgress:
 
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
     """``--model`` plus one argument per :class:`~StrokeSegLib.options.SegmentOptions` field."""
-    p.add_argument("--model", default=None, help="model id, or a model file (.safetensors); default: the bundled starter model")
+    p.add_argument("--model", default=None,
+                   help="model id, or a model file (.safetensors); default: the bundled starter model")
     SegmentOptions.add_arguments(p)
 
 
@@ -103,7 +104,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     batch = run_batch(args.input_root, args.out, args.model, _options(args), resume=args.resume)
     done = sum(o.status == "ok" for o in batch.outcomes)
     skipped = sum(o.status == "skipped" for o in batch.outcomes)
-    print(f"{done} segmented, {skipped} skipped (already done), {len(batch.failed)} failed; table: {Path(args.out) / 'volumes.csv'}")
+    print(f"{done} segmented, {skipped} skipped (already done), {len(batch.failed)} failed; "
+          f"table: {Path(args.out) / 'volumes.csv'}")
     for o in batch.failed:
         print(f"FAILED {o.case_id}: {o.error}", file=sys.stderr)
     return 0 if batch.ok else 1
@@ -163,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prob", default=None, help="also write the lesion probability map")
     p.add_argument("--report", default=None, help="also write a JSON report (volumes, lesions, timings)")
     p.add_argument("--progress", default="bar", choices=["bar", "machine"], help=argparse.SUPPRESS)
-    p.add_argument("--cancel-file", default=None, help=argparse.SUPPRESS)  # the Slicer panel's Cancel: stop once it exists
+    # The Slicer panel's Cancel: stop once this file exists.
+    p.add_argument("--cancel-file", default=None, help=argparse.SUPPRESS)
     _add_inference_options(p)
     p.set_defaults(func=cmd_segment)
 

@@ -7,7 +7,7 @@ inside torch.
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -86,7 +86,7 @@ def uses_grad_scaler(device: torch.device, amp: bool) -> bool:
     return amp and autocast_dtype(device) == torch.float16
 
 
-def autocast_context(device: torch.device, enabled: bool = True) -> ContextManager[object]:
+def autocast_context(device: torch.device, enabled: bool = True) -> AbstractContextManager[object]:
     """Autocast to :func:`autocast_dtype` when ``enabled`` and the device has one; a null context otherwise."""
     dtype = autocast_dtype(device) if enabled else None
     if dtype is None:

@@ -205,7 +205,8 @@ def evaluate(
     overlays: bool = True,
     cancel: CancelToken | None = None,
 ) -> EvaluationReport:
-    """Score every case with a ground-truth mask under ``gt_root`` against ``pred_dir``; write the report to ``out_dir``.
+    """Score every case with a ground-truth mask under ``gt_root`` against ``pred_dir``; write the report to
+    ``out_dir``.
 
     See the module docstring for how missing and failed cases are treated.
     """
@@ -221,7 +222,8 @@ def evaluate(
             "no case has a ground-truth mask (expected derivatives/sub-X/ses-Y/sub-X_ses-Y_msk.nii.gz).", gt_root)
     if not any(prediction_path(pred_dir, c.case_id).is_file() for c in cases):
         raise InputFileError(
-            f"none of the {len(cases)} predictions was found (expected e.g. {prediction_path(pred_dir, cases[0].case_id).name}); "
+            f"none of the {len(cases)} predictions was found "
+            f"(expected e.g. {prediction_path(pred_dir, cases[0].case_id).name}); "
             "is this the output folder of strokeseg batch?", pred_dir)
 
     result = EvaluationReport(out_dir=out_dir)
@@ -262,7 +264,8 @@ def evaluate(
         result.rows, out_dir,
         extra={"missing": list(result.missing), "failed": list(result.failed), "pred_dir": str(pred_dir),
                "gt_root": str(gt_root), "lesion_detection": detection},
-        notes="Native-space ISLES 2022 metrics; missing predictions are scored as empty masks; failed cases have no row.",
+        notes="Native-space ISLES 2022 metrics; missing predictions are scored as empty masks; "
+              "failed cases have no row.",
     )
     write_text_atomic(out_dir / LESIONS_CSV, _lesions_csv_text(result.lesions))
     if result.rows:
@@ -275,7 +278,8 @@ def evaluate(
                       + ", ".join(result.missing), MissingPredictionWarning, stacklevel=2)
     if result.failed:
         warnings.warn(f"{len(result.failed)} case(s) could not be scored: "
-                      + "; ".join(f"{f['case_id']}: {f['error']}" for f in result.failed), EvaluationWarning, stacklevel=2)
+                      + "; ".join(f"{f['case_id']}: {f['error']}" for f in result.failed), EvaluationWarning,
+                      stacklevel=2)
     return result
 
 
@@ -288,7 +292,8 @@ def format_summary(result: EvaluationReport) -> str:
     s = result.summary
     lesion = s.get("lesion_cases", {"n_cases": 0, "mean": {}, "median": {}})
     lines = [
-        f"Evaluated {s.get('n_cases', 0)} case(s), {s.get('n_cases_with_lesions', 0)} with lesions in the ground truth.",
+        f"Evaluated {s.get('n_cases', 0)} case(s), {s.get('n_cases_with_lesions', 0)} with lesions in the ground "
+        "truth.",
         f"{'metric':<12}{'mean':>10}{'median':>10}   {'lesion cases: mean':>18}{'median':>10}",
     ]
     names = {"dice": "Dice", "avd_ml": "AVD (mL)", "lesion_f1": "lesion F1", "alcd": "ALCD",

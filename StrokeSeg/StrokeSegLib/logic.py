@@ -63,7 +63,8 @@ def summary_text(result_report: dict[str, Any] | None) -> str:
     if not result_report:
         return ""
     count = int(result_report.get("lesion_count", 0))
-    text = f"Lesion volume {float(result_report.get('lesion_volume_ml', 0.0)):.2f} mL in {count} lesion{'s' * (count != 1)}"
+    volume = float(result_report.get("lesion_volume_ml", 0.0))
+    text = f"Lesion volume {volume:.2f} mL in {count} lesion{'s' * (count != 1)}"
     details = [str(result_report[k]) for k in ("model_id", "device") if result_report.get(k)]
     return text + (f" ({', '.join(details)})" if details else "")
 
@@ -250,7 +251,8 @@ def build_segment_command(
 
 
 def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment additions for the child: StrokeSegLib's folder first on PYTHONPATH (Slicer adds it only in-process)."""
+    """Environment additions for the child: StrokeSegLib's folder first on PYTHONPATH (Slicer adds it only
+    in-process)."""
     base = dict(os.environ if base is None else base)
     paths: Sequence[str] = [str(MODULE_DIR)] + [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)), "PYTHONUNBUFFERED": "1"}

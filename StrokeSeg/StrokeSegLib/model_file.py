@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_path
 from .errors import ModelFileError
-from .network_config import NetworkConfig
 from .model_upgrade import FORMAT_VERSION, upgrade_metadata  # FORMAT_VERSION: see model_upgrade
+from .network_config import NetworkConfig
 from .preprocess_config import PreprocessConfig
 
 if TYPE_CHECKING:  # torch is imported only to save or load weights: reading the header needs none

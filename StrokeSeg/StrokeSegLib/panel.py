@@ -1,10 +1,11 @@
 """The StrokeSeg panel's run, without Qt: idle -> running -> (cancelling) -> idle, driven by a GUI timer.
 
 The module widget (``StrokeSeg.py``) only renders what this says: whether a run is active, the stage and fraction,
-and the outcome. Starting writes the inputs and starts ``strokeseg segment`` through :class:`~StrokeSegLib.jobs.ChildJob`
-(the launcher-safe runner); :meth:`SegmentationRun.poll` never blocks; :meth:`SegmentationRun.cancel` asks the child
-to stop and ends its process tree; :meth:`SegmentationRun.abort` (scene closing, module cleanup, Slicer quitting)
-ends it at once and returns to idle, so the panel never stays stuck on Cancel.
+and the outcome. Starting writes the inputs and starts ``strokeseg segment`` through
+:class:`~StrokeSegLib.jobs.ChildJob` (the launcher-safe runner); :meth:`SegmentationRun.poll` never blocks;
+:meth:`SegmentationRun.cancel` asks the child to stop and ends its process tree; :meth:`SegmentationRun.abort`
+(scene closing, module cleanup, Slicer quitting) ends it at once and returns to idle, so the panel never stays
+stuck on Cancel.
 """
 from __future__ import annotations
 

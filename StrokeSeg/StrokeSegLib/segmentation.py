@@ -144,7 +144,8 @@ def segment_images(
             "overlap": prepared.alignment.overlap,
         },
         "grid": asdict(Grid.of(dwi)),
-        "inputs": {"dwi": None if dwi_path is None else str(dwi_path), "adc": None if adc_path is None else str(adc_path)},
+        "inputs": {"dwi": None if dwi_path is None else str(dwi_path),
+                   "adc": None if adc_path is None else str(adc_path)},
         "input_checks": checked.report(forced=options.force),
         "timings": timings,
     }

@@ -141,11 +141,11 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Defaults overridden by ``data``; unknown keys raise :class:`StrokeSegError`."""
         return _build(cls, data, "config")
 
-    def with_overrides(self, **values: Any) -> "TrainConfig":
+    def with_overrides(self, **values: Any) -> TrainConfig:
         """Copy with top-level fields replaced (used by the CLI's --epochs and the tests)."""
         return dataclasses.replace(self, **values)
 
@@ -161,7 +161,8 @@ class TrainConfig:
         if not 0.0 <= self.foreground_fraction <= 1.0:
             problems.append("foreground_fraction must be within 0..1")
         if self.foreground_sampling not in FOREGROUND_SAMPLING:
-            problems.append(f"foreground_sampling must be one of {FOREGROUND_SAMPLING}, got {self.foreground_sampling!r}")
+            problems.append(f"foreground_sampling must be one of {FOREGROUND_SAMPLING}, "
+                            f"got {self.foreground_sampling!r}")
         if self.batch_size < 1 or self.iterations_per_epoch < 1 or self.epochs < 1:
             problems.append("batch_size, iterations_per_epoch and epochs must be at least 1")
         if not 0 <= self.average_last_epochs <= self.epochs:

@@ -30,9 +30,8 @@ from StrokeSegLib.atomic import write_json_atomic
 from StrokeSegLib.cases import Case
 from StrokeSegLib.geometry import Grid, resample_to_grid
 from StrokeSegLib.imageio import read_image, read_mask
-from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, report
-
 from StrokeSegLib.preprocess_config import PreprocessConfig
+from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, report
 
 #: Part of every cache key; raised whenever ``prepare_case`` puts voxels elsewhere (2: canonical network grid).
 CACHE_FORMAT = 2

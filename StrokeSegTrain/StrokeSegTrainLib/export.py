@@ -20,7 +20,6 @@ from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
 
 from .config import TrainConfig
 
-
 #: State-dict prefix of the deep-supervision heads: trained, never exported (``AttentionUNet3D.aux_heads``).
 AUX_HEADS_PREFIX = "aux_heads."
 
@@ -49,7 +48,7 @@ def export_model(state_dict: dict[str, torch.Tensor], config: TrainConfig, path:
     """Write ``path`` (safetensors + metadata) from trained weights and the run's provenance."""
     network = inference_network(state_dict, config)
     provenance = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         **provenance,
