@@ -20,6 +20,7 @@ from StrokeSegLib.geometry import (
     coincident_axes,
     resample_to_grid,
 )
+from StrokeSegLib.preprocess_config import PreprocessConfig
 from StrokeSegLib.segmentation import SegmentOptions, segment_files, segment_images
 from StrokeSegLib.synthetic import make_synthetic_case
 
@@ -47,7 +48,8 @@ def on_grid_exactly(mask: sitk.Image, grid: Grid) -> np.ndarray:
 def tiny(tmp_path_factory: pytest.TempPathFactory, make_tiny_model) -> Path:
     # 2 mm like the synthetic case below, so the canonical grid holds the scan's own voxels.
     return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", "tiny-canonical",
-                           target_spacing=(2.0, 2.0, 2.0), patch_size=(16, 32, 32), threshold=0.5)
+                           preprocess=PreprocessConfig(target_spacing=(2.0, 2.0, 2.0), adc_normalization="zscore"),
+                           patch_size=(16, 32, 32), threshold=0.5)
 
 
 def test_every_storage_order_gets_the_same_canonical_grid_and_the_same_voxels() -> None:
