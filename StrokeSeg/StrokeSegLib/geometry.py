@@ -12,6 +12,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import SimpleITK as sitk
@@ -137,7 +138,7 @@ class Grid:
         return tuple(corners.min(axis=0).tolist()), tuple(corners.max(axis=0).tolist())
 
 
-GridLike = sitk.Image | Grid
+GridLike: TypeAlias = sitk.Image | Grid
 
 
 def same_grid(a: GridLike, b: GridLike, tol: float = 1e-4) -> bool:
