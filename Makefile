@@ -1,4 +1,4 @@
-# Two commands on a fresh machine: `make demo` (main job on a built-in default) and `make test` (the suite).
+# Two commands on a fresh machine: `make demo` (main job on a built-in default) and `make test` (ruff, then the suite).
 # Both create the virtual environment first; torch is pinned to the local CPU build.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(PY) -m StrokeSegLib.demo --out output/demo
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q Testing
 
 bench: $(STAMP)

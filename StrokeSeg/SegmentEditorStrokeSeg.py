@@ -25,7 +25,8 @@ class SegmentEditorStrokeSeg(ScriptedLoadableModule):
         import qSlicerSegmentationsEditorEffectsPythonQt as qSlicerSegmentationsEditorEffects
 
         instance = qSlicerSegmentationsEditorEffects.qSlicerSegmentEditorScriptedEffect(None)
-        effectFilename = os.path.join(os.path.dirname(__file__), self.__class__.__name__ + "Lib", "SegmentEditorEffect.py")
+        effectFilename = os.path.join(os.path.dirname(__file__), self.__class__.__name__ + "Lib",
+                                      "SegmentEditorEffect.py")
         instance.setPythonSource(effectFilename.replace("\\", "/"))
         instance.self().register()
 

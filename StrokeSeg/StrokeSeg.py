@@ -13,9 +13,10 @@ import shutil
 import sys
 
 import qt
-import vtk
-
 import slicer
+import vtk
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -24,10 +25,9 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-from slicer.i18n import tr as _
-from slicer.i18n import translate
 
-from StrokeSegLib import StrokeSegLogic  # noqa: F401  (re-exported: scripts use StrokeSeg.StrokeSegLogic)
+from StrokeSegLib import StrokeSegLogic  # also re-exported: scripts use StrokeSeg.StrokeSegLogic
+from StrokeSegLib.options import SegmentOptions
 from StrokeSegLib.panel import SegmentationRun, guess_inputs, model_choices
 
 DEVICES = [("auto", "Automatic (GPU if available)"), ("cuda", "NVIDIA GPU (CUDA)"), ("mps", "Apple GPU (MPS)"),
@@ -59,7 +59,8 @@ class StrokeSeg(ScriptedLoadableModule):
         )
         self.parent.acknowledgementText = _(
             "The sample case and the evaluation data are from ISLES 2022: Hernandez Petzsche MR et al., ISLES 2022: A "
-            "multi-center magnetic resonance imaging stroke lesion segmentation dataset. Scientific Data 9, 762 (2022), "
+            "multi-center magnetic resonance imaging stroke lesion segmentation dataset. Scientific Data 9, 762 "
+            "(2022), "
             "doi:10.1038/s41597-022-01875-5 (CC BY-SA 4.0). The bundled starter model is trained on generated data "
             "only. PyTorch is provided by the PyTorch extension (SlicerPyTorch)."
         )
@@ -93,7 +94,8 @@ def registerSampleData() -> None:
         category="Stroke",
         sampleName="StrokeSegISLES0009",
         thumbnailFileName=os.path.join(iconsPath, "StrokeSeg.png"),
-        uris=[SAMPLE_URL + "sub-strokecase0009_ses-0001_dwi.nii.gz", SAMPLE_URL + "sub-strokecase0009_ses-0001_adc.nii.gz"],
+        uris=[SAMPLE_URL + "sub-strokecase0009_ses-0001_dwi.nii.gz",
+              SAMPLE_URL + "sub-strokecase0009_ses-0001_adc.nii.gz"],
         fileNames=["sub-strokecase0009_ses-0001_dwi.nii.gz", "sub-strokecase0009_ses-0001_adc.nii.gz"],
         nodeNames=["StrokeCase0009 DWI", "StrokeCase0009 ADC"],
         checksums=[
@@ -112,11 +114,18 @@ def pythonSlicerExecutable() -> str:
     return os.path.join(os.path.dirname(sys.executable), name)
 
 
+def modelDefaultAsNone(value: float, spinBox) -> float | None:
+    """A spin box showing its special value "Model default" (its minimum) means None: the model file's value. The
+    minimum stays inside the spin box and the parameter node; the options only ever see None."""
+    return None if value <= spinBox.minimum else value
+
+
 @parameterNodeWrapper
 class StrokeSegParameterNode:
     """The panel's choices, kept in the scene (saved and restored with it). Widgets whose .ui property
     ``SlicerParameterName`` names a field are connected automatically; model and device are combo-box data, synced
-    by the widget. ``threshold`` 0 and ``minLesionMm3`` -1 are the spin boxes' "Model default"."""
+    by the widget. The spin boxes' minimum reads "Model default" (see :func:`modelDefaultAsNone`); the widget turns
+    these choices into one :class:`StrokeSegLib.options.SegmentOptions`."""
 
     dwiVolume: slicer.vtkMRMLScalarVolumeNode
     adcVolume: slicer.vtkMRMLScalarVolumeNode
@@ -300,17 +309,15 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else _("Select the DWI and the ADC volumes.")
         )
 
-    def options(self) -> dict:
+    def options(self) -> SegmentOptions:
+        """The panel's choices as the one options object the child's command line is written from."""
         parameters = self._parameterNode
-        return {
-            "model": parameters.model or None,
-            "device": parameters.device or "auto",
-            "tta": parameters.tta,
-            # The spin boxes' lowest value reads "Model default".
-            "threshold": None if parameters.threshold <= self.ui.thresholdSpinBox.minimum else parameters.threshold,
-            "minLesionMm3": None if parameters.minLesionMm3 <= self.ui.minLesionSpinBox.minimum
-            else parameters.minLesionMm3,
-        }
+        return SegmentOptions(
+            device=parameters.device or "auto",
+            tta=parameters.tta,
+            threshold=modelDefaultAsNone(parameters.threshold, self.ui.thresholdSpinBox),
+            min_lesion_mm3=modelDefaultAsNone(parameters.minLesionMm3, self.ui.minLesionSpinBox),
+        )
 
     # ---- running ----
 
@@ -328,7 +335,7 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
                 return
             self.run.start(parameters.dwiVolume, parameters.adcVolume, parameters.outputSegmentation,
-                           **self.options())
+                           model=parameters.model or None, options=self.options())
             self.setRunning(True)
             self.timer.start()
 
@@ -437,6 +444,7 @@ class StrokeSegTest(ScriptedLoadableModuleTest):
         from StrokeSegLib import mrml
         from StrokeSegLib.model_file import ModelMetadata, save_model
         from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+        from StrokeSegLib.preprocess_config import PreprocessConfig
         from StrokeSegLib.synthetic import make_synthetic_case
 
         self.delayDisplay("Building a synthetic case and a tiny random model")
@@ -445,7 +453,8 @@ class StrokeSegTest(ScriptedLoadableModuleTest):
         adc = mrml.sitk_to_volume_node(case.adc, name="synthetic ADC")
         torch.manual_seed(0)
         config = NetworkConfig(in_channels=2, out_channels=1, features=(4, 8, 16))
-        meta = ModelMetadata(model_id="selftest-random", network=config.to_dict(), target_spacing=(3.0, 3.0, 3.0),
+        meta = ModelMetadata(model_id="selftest-random", network=config.to_dict(),
+                             preprocess=PreprocessConfig(target_spacing=(3.0, 3.0, 3.0)),
                              patch_size=(16, 32, 32), threshold=0.5, min_lesion_mm3=0.0)
         with tempfile.TemporaryDirectory() as folder:
             modelPath = save_model(os.path.join(folder, "tiny.safetensors"), AttentionUNet3D(config), meta)

@@ -16,16 +16,15 @@ import tempfile
 from pathlib import Path
 
 import qt
-
 import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.i18n import tr as _
-from slicer.i18n import translate
 
 EPOCH_LINE = re.compile(r"^\s*epoch\s+(\d+)\s*/\s*(\d+)\b")
 DEVICES = ["auto", "cuda", "mps", "cpu"]

@@ -54,14 +54,17 @@ def write_tiny_model(path: Path, model_id: str = "tiny-test", seed: int = 0, **m
     torch.manual_seed(seed)
     config = NetworkConfig(in_channels=2, out_channels=1, features=(4, 8, 16))
     network = AttentionUNet3D(config)
-    fields = {"target_spacing": (3.0, 3.0, 3.0), "patch_size": (32, 32, 32), "threshold": 0.5,
+    from StrokeSegLib.preprocess_config import PreprocessConfig
+
+    fields = {"preprocess": PreprocessConfig(target_spacing=(3.0, 3.0, 3.0), adc_normalization="zscore"),
+              "patch_size": (32, 32, 32), "threshold": 0.5,
               "min_lesion_mm3": 0.0, **metadata}
     save_model(path, network, ModelMetadata(model_id=model_id, network=config.to_dict(), **fields))
     return path
 
 
 @pytest.fixture(scope="session")
-def make_tiny_model():  # noqa: ANN201
+def make_tiny_model():
     """:func:`write_tiny_model`, for tests that need a tiny model with other metadata."""
     return write_tiny_model
 

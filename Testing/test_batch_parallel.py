@@ -209,7 +209,7 @@ def test_a_worker_error_is_that_case_s_failed_row_and_cancel_stops_every_thread(
         isles: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_prepare = batch_module.prepare_inputs
 
-    def flaky(dwi, adc, loaded, options, **kwargs):  # noqa: ANN001, ANN202
+    def flaky(dwi, adc, loaded, options, **kwargs):
         if _case_id(1) in str(kwargs["dwi_path"]):
             raise RuntimeError("worker exploded")
         return real_prepare(dwi, adc, loaded, options, **kwargs)
@@ -223,7 +223,7 @@ def test_a_worker_error_is_that_case_s_failed_row_and_cancel_stops_every_thread(
     cancel = threading.Event()
     real_predict = batch_module.predict_prepared
 
-    def cancelling(inputs, loaded, options, cancel=None):  # noqa: ANN001, ANN202
+    def cancelling(inputs, loaded, options, cancel=None):
         result = real_predict(inputs, loaded, options, cancel=cancel)
         cancel.set()  # the user presses Cancel during the first case
         return result
@@ -250,14 +250,14 @@ def test_the_next_case_is_prepared_while_one_is_predicted_and_the_queue_stays_bo
     ahead: list[int] = []
     next_prepared = [threading.Event() for _ in range(N_GOOD + 1)]
 
-    def prepare(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def prepare(*args, **kwargs):
         with lock:
             started["prepare"] += 1
             ahead.append(started["prepare"] - started["predict"])
             next_prepared[started["prepare"] - 1].set()
         return real_prepare(*args, **kwargs)
 
-    def predict(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def predict(*args, **kwargs):
         with lock:
             started["predict"] += 1
             k = started["predict"]

@@ -3,8 +3,8 @@ against the library operations they replace; its speed on a large scan."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -154,7 +154,8 @@ def test_real_isles_case_is_stripped(isles_root: Path) -> None:
     folder = isles_root / "sub-strokecase0009" / "ses-0001"
     dwi = sitk.ReadImage(str(folder / "dwi" / "sub-strokecase0009_ses-0001_dwi.nii.gz"))
     adc = sitk.ReadImage(str(folder / "dwi" / "sub-strokecase0009_ses-0001_adc.nii.gz"))
-    lesion_path = isles_root / "derivatives" / "sub-strokecase0009" / "ses-0001" / "sub-strokecase0009_ses-0001_msk.nii.gz"
+    lesion_path = (isles_root / "derivatives" / "sub-strokecase0009" / "ses-0001"
+                   / "sub-strokecase0009_ses-0001_msk.nii.gz")
     lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(lesion_path))) > 0
     assert is_skull_stripped(dwi)
     mask = sitk.GetArrayFromImage(compute_brain_mask(dwi, adc)).astype(bool)

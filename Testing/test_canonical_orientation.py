@@ -12,12 +12,20 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.geometry import CANONICAL_FRAME, Grid, canonical_axes, canonical_grid, coincident_axes, \
-    resample_to_grid
+from StrokeSegLib.geometry import (
+    CANONICAL_FRAME,
+    Grid,
+    canonical_axes,
+    canonical_grid,
+    coincident_axes,
+    resample_to_grid,
+)
+from StrokeSegLib.preprocess_config import PreprocessConfig
 from StrokeSegLib.segmentation import SegmentOptions, segment_files, segment_images
 from StrokeSegLib.synthetic import make_synthetic_case
 
-BUNDLED = Path(__file__).resolve().parents[1] / "StrokeSeg" / "StrokeSegLib" / "models" / "strokeseg-starter.safetensors"
+BUNDLED = (Path(__file__).resolve().parents[1] / "StrokeSeg" / "StrokeSegLib" / "models"
+           / "strokeseg-starter.safetensors")
 ISLES_DWI = "sub-strokecase0009/ses-0001/dwi/sub-strokecase0009_ses-0001_dwi.nii.gz"
 ISLES_ADC = "sub-strokecase0009/ses-0001/dwi/sub-strokecase0009_ses-0001_adc.nii.gz"
 
@@ -37,10 +45,11 @@ def on_grid_exactly(mask: sitk.Image, grid: Grid) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory, make_tiny_model) -> Path:  # noqa: ANN001
+def tiny(tmp_path_factory: pytest.TempPathFactory, make_tiny_model) -> Path:
     # 2 mm like the synthetic case below, so the canonical grid holds the scan's own voxels.
     return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", "tiny-canonical",
-                           target_spacing=(2.0, 2.0, 2.0), patch_size=(16, 32, 32), threshold=0.5)
+                           preprocess=PreprocessConfig(target_spacing=(2.0, 2.0, 2.0), adc_normalization="zscore"),
+                           patch_size=(16, 32, 32), threshold=0.5)
 
 
 def test_every_storage_order_gets_the_same_canonical_grid_and_the_same_voxels() -> None:

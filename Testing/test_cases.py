@@ -72,7 +72,8 @@ def test_grand_challenge_layout_of_symlinked_real_case(isles_root: Path, tmp_pat
         os.symlink(real / f"{cid}_{kind}.nii.gz", folder / f"{cid}_{kind}.nii.gz")
     masks = tmp_path / "derivatives" / "sub-strokecase0009" / "ses-0001"
     masks.mkdir(parents=True)
-    os.symlink(isles_root / "derivatives/sub-strokecase0009/ses-0001" / f"{cid}_msk.nii.gz", masks / f"{cid}_msk.nii.gz")
+    os.symlink(isles_root / "derivatives/sub-strokecase0009/ses-0001" / f"{cid}_msk.nii.gz",
+               masks / f"{cid}_msk.nii.gz")
     (case,) = find_cases(tmp_path)
     assert case.case_id == cid and case.mask is not None and case.mask.resolve().is_file()
 

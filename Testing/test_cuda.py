@@ -9,16 +9,15 @@ import warnings
 
 import pytest
 import torch
+from train_fixtures import tiny_config, write_synthetic_root
 
 from StrokeSegLib import devices
 from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
 from StrokeSegLib.sliding_window import sliding_window_predict
 from StrokeSegTrainLib.augmentation import augment_batch
-from StrokeSegTrainLib.config import AugmentationConfig, LossConfig, NetworkSection, TrainConfig
+from StrokeSegTrainLib.config import AugmentationConfig, LossConfig, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 from StrokeSegTrainLib.trainer import train, train_step
-
-from train_fixtures import tiny_config, write_synthetic_root
 
 pytestmark = pytest.mark.cuda
 
@@ -32,7 +31,7 @@ def _network(seed: int = 0) -> AttentionUNet3D:
 
 
 def _step_parts(amp: bool, network: torch.nn.Module):
-    config = TrainConfig(network=NetworkSection(features=(8, 16, 32)), patch_size=SHAPE, amp=amp)
+    config = TrainConfig(network=NetworkConfig(features=(8, 16, 32), deep_supervision=True), patch_size=SHAPE, amp=amp)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-3, weight_decay=0.01, fused=True)
     scaler = torch.amp.GradScaler("cuda", enabled=devices.uses_grad_scaler(CUDA, amp))
     return config, optimizer, scaler, DeepSupervisionLoss(SegmentationLoss(LossConfig()))

@@ -33,7 +33,7 @@ def vtk_matrix(array: np.ndarray):
     return m
 
 
-def add_dwi(scene, shape=(20, 36, 40), matrix=None):  # noqa: ANN001, ANN201
+def add_dwi(scene, shape=(20, 36, 40), matrix=None):
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "DWI")
     node.SetIJKToRASMatrix(vtk_matrix(matrix if matrix is not None else matrix4((0.1, -0.05, 0.2), (1.5, 1.5, 3.0),
                                                                                   (-30.0, 20.0, -25.0))))
@@ -41,7 +41,7 @@ def add_dwi(scene, shape=(20, 36, 40), matrix=None):  # noqa: ANN001, ANN201
     return node
 
 
-def ball_mask(dwi_node, center_index=(22, 16, 9), radius_mm=7.0) -> sitk.Image:  # noqa: ANN001
+def ball_mask(dwi_node, center_index=(22, 16, 9), radius_mm=7.0) -> sitk.Image:
     """A lesion ball on the DWI's world grid (what the engine returns)."""
     dwi = mrml.volume_node_to_sitk(dwi_node)
     center = np.array(dwi.TransformIndexToPhysicalPoint(center_index))
@@ -56,7 +56,7 @@ def ball_mask(dwi_node, center_index=(22, 16, 9), radius_mm=7.0) -> sitk.Image: 
     return mask
 
 
-def apply_like_the_editor(segmentation_node, lesion) -> str:  # noqa: ANN001
+def apply_like_the_editor(segmentation_node, lesion) -> str:
     """What modifySelectedSegmentByLabelmap(..., ModificationModeSet) does with the effect's labelmap, less masking."""
     segment_id = mrml.ensure_lesion_segment(segmentation_node)
     ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
@@ -76,7 +76,7 @@ def dice(a: sitk.Image, b: sitk.Image) -> float:
     return 2.0 * (x & y).sum() / (x.sum() + y.sum())
 
 
-def new_segmentation(scene, reference, transform=None):  # noqa: ANN001, ANN201
+def new_segmentation(scene, reference, transform=None):
     seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
     seg.CreateDefaultDisplayNodes()
     if transform is not None:

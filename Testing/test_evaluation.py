@@ -99,7 +99,8 @@ def test_evaluate_writes_consistent_report(tree, tmp_path):
     expected = case_metrics(gt_a, read(prediction_path(preds, ids["a"])))
     for key, value in expected.items():
         assert float(rows[ids["a"]][key]) == pytest.approx(value, rel=1e-9)
-    # Partial hit checked by hand: gt 108+1 voxels, pred 108, overlap z 4-5, y 10-13, x 6-11 = 2*4*6 = 48 voxels; 1 of 2 gt lesions found.
+    # Partial hit checked by hand: gt 108+1 voxels, pred 108, overlap z 4-5, y 10-13, x 6-11 = 2*4*6 = 48 voxels;
+    # 1 of 2 gt lesions found.
     assert expected["dice"] == pytest.approx(2 * 48 / (109 + 108))
     assert expected["lesion_f1"] == pytest.approx(2 / 3) and expected["alcd"] == 1
     assert float(rows[ids["b"]]["dice"]) == 0.0 and float(rows[ids["b"]]["pred_ml"]) == 0.0

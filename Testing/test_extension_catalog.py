@@ -4,8 +4,8 @@ The index (github.com/Slicer/ExtensionsIndex, scripts/check_description_files.py
 checks: the description file against the catalog-entry schema; prettier formatting with every array wrapped (one item
 per line); a known category; a repository name containing "Slicer"; an https/git scm_url; in the top-level
 CMakeLists.txt a project() named like the description file, an EXTENSION_ICONURL and non-empty
-EXTENSION_SCREENSHOTURLS that download as images; and a licence file in the repository root. Here a raw.githubusercontent
-URL of this repository must name a file that exists in it and is a PNG, JPEG or GIF.
+EXTENSION_SCREENSHOTURLS that download as images; and a licence file in the repository root. Here a
+raw.githubusercontent URL of this repository must name a file that exists in it and is a PNG, JPEG or GIF.
 """
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
 STEPS = ("cuda-tests", "inference-bundled", "inference-default", "training", "ddp-torchrun")

@@ -1,4 +1,5 @@
-"""Hostile and mistaken inputs, one table row each, with the exact outcome: an error naming the file, or the right result.
+"""Hostile and mistaken inputs, one table row each, with the exact outcome: an error naming the file, or the right
+result.
 
 Issue 16: a measurement tool must never turn garbage into a plausible lesion volume. Rows use small generated cases
 (``make_synthetic_case``) so they run everywhere; the rows at the end repeat the mix-ups on the real scans in
@@ -145,7 +146,8 @@ def test_evaluate_refuses_a_cut_prediction_instead_of_scoring_it(tmp_path: Path)
     anat = root / "sub-strokecase0001" / "ses-0001" / "dwi"
     _write(case.dwi, anat / "sub-strokecase0001_ses-0001_dwi.nii.gz")
     _write(case.adc, anat / "sub-strokecase0001_ses-0001_adc.nii.gz")
-    _write(case.mask, root / "derivatives" / "sub-strokecase0001" / "ses-0001" / "sub-strokecase0001_ses-0001_msk.nii.gz")
+    _write(case.mask,
+           root / "derivatives" / "sub-strokecase0001" / "ses-0001" / "sub-strokecase0001_ses-0001_msk.nii.gz")
     from StrokeSegLib.cases import find_cases
     from StrokeSegLib.evaluation import prediction_path
 
@@ -332,14 +334,14 @@ def test_force_segments_anyway_and_records_the_findings(tmp_path: Path, tiny_mod
 def test_the_logic_passes_force_through() -> None:
     from StrokeSegLib.logic import build_segment_command
 
-    assert "--force" in build_segment_command("py", "d", "a", "m", "r", force=True)
+    assert "--force" in build_segment_command("py", "d", "a", "m", "r", options=SegmentOptions(force=True))
     assert "--force" not in build_segment_command("py", "d", "a", "m", "r")
 
 
 # --- 4. models ------------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_model) -> Path:  # noqa: ANN001
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_model) -> Path:
     bundled = tmp_path / "bundled"
     bundled.mkdir()
     path = make_tiny_model(bundled / "strokeseg-starter.safetensors", model_id="strokeseg-starter")
@@ -349,7 +351,7 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_model) -
     return bundled
 
 
-def test_importing_a_model_under_a_bundled_id_is_refused(tmp_path: Path, registry: Path, make_tiny_model) -> None:  # noqa: ANN001
+def test_importing_a_model_under_a_bundled_id_is_refused(tmp_path: Path, registry: Path, make_tiny_model) -> None:
     impostor = make_tiny_model(tmp_path / "mine.safetensors", model_id="strokeseg-starter", seed=3)
     with pytest.raises(StrokeSegError, match="bundled") as info:
         model_registry.import_model(impostor, replace=True)
@@ -358,7 +360,7 @@ def test_importing_a_model_under_a_bundled_id_is_refused(tmp_path: Path, registr
 
 
 def test_a_cache_file_shadowing_a_bundled_model_is_ignored_and_reported(tmp_path: Path, registry: Path,
-                                                                        make_tiny_model) -> None:  # noqa: ANN001
+                                                                        make_tiny_model) -> None:
     cache = model_registry.cache_dir()
     cache.mkdir(parents=True)
     shadow = make_tiny_model(cache / "strokeseg-starter.safetensors", model_id="strokeseg-starter", seed=4)
@@ -371,7 +373,7 @@ def test_a_cache_file_shadowing_a_bundled_model_is_ignored_and_reported(tmp_path
     assert strokeseg(["models", "verify"]) == 1
 
 
-def test_a_model_with_nan_weights_is_refused(tmp_path: Path, make_tiny_model) -> None:  # noqa: ANN001
+def test_a_model_with_nan_weights_is_refused(tmp_path: Path, make_tiny_model) -> None:
     from safetensors.torch import load_file, save_file
 
     path = make_tiny_model(tmp_path / "ok.safetensors")
@@ -391,7 +393,7 @@ def test_a_model_with_nan_weights_is_refused(tmp_path: Path, make_tiny_model) ->
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.0, -0.1, 1.5])
-def test_a_model_threshold_outside_0_1_is_refused(tmp_path: Path, make_tiny_model, threshold: float) -> None:  # noqa: ANN001
+def test_a_model_threshold_outside_0_1_is_refused(tmp_path: Path, make_tiny_model, threshold: float) -> None:
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         make_tiny_model(tmp_path / "t.safetensors", threshold=threshold)
 
@@ -583,7 +585,8 @@ def test_segment_of_a_cut_file_exits_2_naming_it_and_writes_nothing(tmp_path: Pa
 def test_batch_lists_a_mixed_up_case_as_failed_with_its_reason_and_exits_1(tmp_path: Path, tiny_model: Path) -> None:
     root = tmp_path / "isles"
     good, swapped = _case(seed=2), _case(seed=3)
-    for name, dwi, adc in (("sub-strokecase0001", good.dwi, good.adc), ("sub-strokecase0002", swapped.adc, swapped.dwi)):
+    for name, dwi, adc in (("sub-strokecase0001", good.dwi, good.adc),
+                           ("sub-strokecase0002", swapped.adc, swapped.dwi)):
         folder = root / name / "ses-0001" / "dwi"
         _write(dwi, folder / f"{name}_ses-0001_dwi.nii.gz")
         _write(adc, folder / f"{name}_ses-0001_adc.nii.gz")

@@ -238,3 +238,19 @@ def test_vector_pixel_dwi_treated_as_series(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.array(image.GetDirection()).reshape(3, 3), OBLIQUE, atol=1e-6)
     with pytest.raises(InvalidImageError, match="2 volumes"):
         read_image(path, role="ADC")
+
+
+def test_one_mask_rule_for_expert_masks_and_predictions(tmp_path: Path) -> None:
+    """read_mask is the only mask reader (evaluation included): integer labels of any value are lesion, float masks
+    are lesion from 0.5 up (a partial-volume rim is not)."""
+    from StrokeSegLib import evaluation
+
+    assert not hasattr(evaluation, "read_mask_any_nonzero") and evaluation.read_mask is read_mask
+    labels = np.zeros((4, 5, 6), np.uint16)
+    labels[1, 1, 1], labels[1, 1, 2], labels[2, 2, 2] = 1, 255, 2
+    read = sitk.GetArrayFromImage(read_mask(write_image(_volume(labels), tmp_path / "labels_msk.nii.gz")))
+    np.testing.assert_array_equal(read, (labels != 0).astype(np.uint8))
+    soft = np.zeros((4, 5, 6), np.float32)
+    soft[1, 1, 1:4] = (0.49, 0.5, 0.9)
+    read = sitk.GetArrayFromImage(read_mask(write_image(_volume(soft), tmp_path / "soft_msk.nii.gz")))
+    assert read.dtype == np.uint8 and read.sum() == 2 and read[1, 1, 1] == 0

@@ -25,6 +25,7 @@ from StrokeSegLib import mrml  # noqa: E402
 from StrokeSegLib.errors import CancelledError, StrokeSegError  # noqa: E402
 from StrokeSegLib.jobs import ChildJob  # noqa: E402
 from StrokeSegLib.logic import BackgroundSegmentation, StrokeSegLogic, parse_progress_line  # noqa: E402
+from StrokeSegLib.options import SegmentOptions  # noqa: E402
 from StrokeSegLib.synthetic import make_synthetic_case  # noqa: E402
 
 SIZE = (28, 24, 12)
@@ -38,7 +39,7 @@ class FakeEngine:
         self.ball_lps = ball_lps
         self.radius_mm = radius_mm
 
-    def segment_images(self, dwi, adc, model, options, progress=None, cancel=None):  # noqa: ANN001, ANN201
+    def segment_images(self, dwi, adc, model, options, progress=None, cancel=None):
         self.calls.append({"dwi": dwi, "adc": adc, "model": model, "options": options})
         if progress is not None:
             progress("Predicting", 0.5)
@@ -66,7 +67,6 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     """Replace StrokeSegLib.segmentation (whether or not the real one imports) with the fake."""
     engine = FakeEngine()
     fake = types.ModuleType("StrokeSegLib.segmentation")
-    fake.SegmentOptions = lambda **kw: types.SimpleNamespace(**kw)
     fake.segment_images = engine.segment_images
     monkeypatch.setitem(sys.modules, "StrokeSegLib.segmentation", fake)
     monkeypatch.setattr(StrokeSegLib, "segmentation", fake, raising=False)
@@ -89,13 +89,12 @@ def test_process_fills_named_segment_and_reports_volume(scene, fake_engine: Fake
     logic = StrokeSegLogic()
     stages: list[str] = []
 
-    seg = logic.process(dwi, adc, model="m.safetensors", device="cpu", tta=True, threshold=0.4, minLesionMm3=10.0,
+    seg = logic.process(dwi, adc, model="m.safetensors", device="cpu", tta=True, threshold=0.4, min_lesion_mm3=10.0,
                         progress=lambda stage, fraction: stages.append(stage))
 
     call = fake_engine.calls[0]
     assert call["model"] == "m.safetensors"
-    assert vars(call["options"]) == {"device": "cpu", "tta": True, "threshold": 0.4, "min_lesion_mm3": 10.0,
-                                     "force": False}
+    assert call["options"] == SegmentOptions(device="cpu", tta=True, threshold=0.4, min_lesion_mm3=10.0)
     assert call["dwi"].GetPixelID() == sitk.sitkFloat32
     assert "Predicting" in stages and stages[0] == "Reading volumes"
     assert seg.IsA("vtkMRMLSegmentationNode") and seg.GetName() == "case DWI stroke lesion"
@@ -198,7 +197,7 @@ def test_background_job_writes_inputs_builds_command_and_loads_result(scene, fak
                                                                       tmp_path: Path) -> None:
     case, dwi, adc = add_case(scene, seed=3)
     job = BackgroundSegmentation.prepare(dwi, adc, model="/models/x.safetensors", device="cpu", tta=True,
-                                         threshold=0.25, minLesionMm3=5.0, python="PythonSlicer")
+                                         threshold=0.25, min_lesion_mm3=5.0, python="PythonSlicer")
     try:
         assert job.command[:4] == ["PythonSlicer", "-m", "StrokeSegLib.cli", "segment"]
         joined = " ".join(job.command)
@@ -237,12 +236,12 @@ def test_progress_lines_are_parsed() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, make_tiny_model) -> Path:  # noqa: ANN001
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, make_tiny_model) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors", "tiny-logic-test",
                            patch_size=(16, 32, 32))
 
 
-def real_segmentation():  # noqa: ANN201
+def real_segmentation():
     try:
         from StrokeSegLib import segmentation
     except ImportError as error:  # the engine is written in parallel; say so instead of failing here

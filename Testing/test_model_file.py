@@ -23,6 +23,7 @@ from StrokeSegLib.model_file import (
     save_model,
 )
 from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+from StrokeSegLib.preprocess_config import PreprocessConfig
 
 CONFIG = NetworkConfig(features=(4, 8, 16))
 
@@ -69,7 +70,7 @@ def test_read_metadata_only(saved: tuple[Path, AttentionUNet3D]) -> None:
     assert meta.format_version == FORMAT_VERSION
     assert meta.patch_size == (16, 16, 16) and meta.threshold == 0.4 and meta.min_lesion_mm3 == 12.5
     assert meta.channels == ["DWI", "ADC"]
-    assert meta.normalization["method"] == "percentile_zscore"
+    assert meta.preprocess == PreprocessConfig()
 
 
 def test_save_is_atomic_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -169,13 +170,16 @@ def test_newer_format_version_refused(tmp_path: Path) -> None:
         ({"threshold": 1.5}, "threshold"),
         ({"patch_size": [15, 16, 16]}, "divisible"),
         ({"patch_size": [16, 16]}, "patch_size"),
-        ({"target_spacing": [2.0, -1.0, 2.0]}, "target_spacing"),
+        ({"preprocess": {"target_spacing": [2.0, -1.0, 2.0]}}, "target_spacing"),
+        ({"preprocess": [2.0, 2.0, 2.0]}, "preprocess"),
+        ({"preprocess": {"spacing": 2.0}}, "spacing"),
         ({"channels": ["DWI"]}, "channels"),
         ({"network": {"features": [4]}}, "features"),
         ({"min_lesion_mm3": "ten"}, "min_lesion_mm3"),
         ({"model_id": ""}, "model_id"),
         ({"surprise": 1}, "unknown metadata"),
-        ({"normalization": {"method": "percentile_zscore", "adc": "minmax"}}, "normalization.adc"),
+        ({"preprocess": {"adc_normalization": "minmax"}}, "adc_normalization"),
+        ({"normalization": {"adc": "physical"}}, "unknown metadata fields normalization"),
     ],
 )
 def test_wrong_metadata_refused(tmp_path: Path, change: dict, message: str) -> None:

@@ -211,7 +211,8 @@ def test_other_segments_are_kept(scene) -> None:
     seg.SetReferenceImageGeometryParameterFromVolumeNode(dwi)
     seg.GetSegmentation().AddEmptySegment("", "Hemorrhage", [1.0, 0.0, 0.0])
     mrml.fill_segmentation_from_labelmap(seg, lesion_mask_like(mrml.volume_node_to_sitk(dwi)), dwi)
-    names = [seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(seg.GetSegmentation().GetNumberOfSegments())]
+    segmentation = seg.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
     assert names == ["Hemorrhage", "Ischemic stroke lesion"]
 
 
@@ -321,4 +322,5 @@ def test_the_lesion_terminology_resolves_in_the_shipped_terminology() -> None:
     assert (category.GetCodeValue(), kind.GetCodeValue(), kind.GetCodeMeaning()) == (
         entry.GetCategoryObject().GetCodeValue(), entry.GetTypeObject().GetCodeValue(), "Infarct")
     assert kind.GetRecommendedDisplayRGBValue() == tuple(round(c * 255) for c in mrml.LESION_COLOR)
-    assert json.loads(mrml.TERMINOLOGY_FILE.read_text())["SegmentationCategoryTypeContextName"] == mrml.TERMINOLOGY_CONTEXT
+    context = json.loads(mrml.TERMINOLOGY_FILE.read_text())["SegmentationCategoryTypeContextName"]
+    assert context == mrml.TERMINOLOGY_CONTEXT

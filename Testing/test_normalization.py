@@ -74,8 +74,14 @@ def test_constant_channel_gives_zeros_and_bad_input_raises() -> None:
 # --- physical ADC ------------------------------------------------------------------------------------------------
 
 from StrokeSegLib.errors import AdcUnitWarning  # noqa: E402
-from StrokeSegLib.normalization import (ADC_CENTRE, ADC_CLIP_MAX, ADC_SCALE, TYPICAL_BRAIN_MEDIAN_MM2S,  # noqa: E402
-                                        detect_adc_unit_mm2s, normalize_adc_physical)
+from StrokeSegLib.normalization import (  # noqa: E402
+    ADC_CENTRE,
+    ADC_CLIP_MAX,
+    ADC_SCALE,
+    TYPICAL_BRAIN_MEDIAN_MM2S,
+    detect_adc_unit_mm2s,
+    normalize_adc_physical,
+)
 
 
 @pytest.mark.parametrize("unit", [1.0, 1e-3, 1e-6])

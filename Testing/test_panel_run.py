@@ -35,7 +35,7 @@ def python_slicer(tmp_path: Path) -> str:
     return str(path)
 
 
-def add_case(scene, seed: int):  # noqa: ANN001, ANN201
+def add_case(scene, seed: int):
     case = make_synthetic_case(seed=seed, size=(28, 24, 12), spacing=(2.0, 2.0, 4.0), oblique=False)
     dwi = mrml.sitk_to_volume_node(case.dwi, name="case DWI", scene=scene)
     adc = mrml.sitk_to_volume_node(case.adc, name="case ADC", scene=scene)
@@ -58,7 +58,7 @@ def processes_using(path: Path) -> list[int]:
     return found
 
 
-def poll_until_done(run: SegmentationRun, timeout_s: float):  # noqa: ANN201
+def poll_until_done(run: SegmentationRun, timeout_s: float):
     deadline = time.monotonic() + timeout_s
     while True:
         started = time.monotonic()
@@ -169,7 +169,7 @@ def test_models_are_listed_and_described_without_torch(tmp_path: Path, tiny_mode
     env = {**os.environ, "PYTHONPATH": str(ROOT / "StrokeSeg"), "STROKESEG_HOME": str(tmp_path / "home")}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
-    choices, default, described, torch_loaded = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307
+    choices, default, described, torch_loaded = eval(done.stdout.strip().splitlines()[-1])
     labels = [label for label, _ in choices]
     assert "tiny-test [cache]" in labels and "strokeseg-starter [bundled]" in labels
     assert default.endswith("strokeseg-starter.safetensors")

@@ -30,7 +30,9 @@ def shifted_case():
 
 @pytest.fixture(scope="module")
 def prepared(shifted_case) -> PreparedCase:
-    return prepare_case(shifted_case.dwi, shifted_case.adc)
+    # z-scored ADC, so that both channels have mean 0 and standard deviation 1 inside the brain
+    # (the default is the physical ADC)
+    return prepare_case(shifted_case.dwi, shifted_case.adc, PreprocessConfig(adc_normalization="zscore"))
 
 
 def centroid_mm(grid: Grid, mask: np.ndarray) -> np.ndarray:

@@ -92,8 +92,9 @@ def test_adc_units_differ_between_cases_but_not_after_normalisation(isles_root: 
     raw2 = np.median(sitk.GetArrayViewFromImage(adc2)[sitk.GetArrayViewFromImage(adc2) > 0])
     raw9 = np.median(sitk.GetArrayViewFromImage(adc9)[sitk.GetArrayViewFromImage(adc9) > 0])
     assert raw9 / raw2 > 300                               # 10^-3 mm^2/s against mm^2/s
-    prepared2 = prepare_case(dwi2, adc2)
-    prepared9 = prepare_case(case0009[0], adc9)
+    zscore = PreprocessConfig(adc_normalization="zscore")  # the z-scored ADC; the physical ADC is tested below
+    prepared2 = prepare_case(dwi2, adc2, zscore)
+    prepared9 = prepare_case(case0009[0], adc9, zscore)
     for prepared in (prepared2, prepared9):
         brain = prepared.brain_mask.astype(bool)
         assert abs(np.median(prepared.image[1][brain])) < 0.5
@@ -134,7 +135,8 @@ def test_nonstripped_case(nonstripped_case: Path) -> None:
 
 
 @pytest.mark.parametrize(("number", "unit"), [(2, 1.0), (3, 1.0), (9, 1e-3)])
-def test_real_adc_units_are_detected_and_infarcts_read_as_restricted(isles_root: Path, number: int, unit: float) -> None:
+def test_real_adc_units_are_detected_and_infarcts_read_as_restricted(isles_root: Path, number: int,
+                                                                     unit: float) -> None:
     """The three cases store ADC in two conventions (README of the data); after physical normalisation the expert
     lesion reads as restricted diffusion (below normal tissue) in every one of them."""
     from StrokeSegLib.normalization import ADC_CENTRE, ADC_SCALE, detect_adc_unit_mm2s

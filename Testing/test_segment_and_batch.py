@@ -51,7 +51,8 @@ def test_segment_writes_mask_probability_and_report_on_the_dwi_grid(tmp_path: Pa
     assert np.all(p[m] >= 0.3 - 1e-6)
 
 
-def test_segment_reports_a_missing_file_clearly(tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture) -> None:
+def test_segment_reports_a_missing_file_clearly(tmp_path: Path, tiny_model: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
     dwi_path, _, _ = _write_case(tmp_path, seed=1)
     status = strokeseg(["segment", "--dwi", str(dwi_path), "--adc", str(tmp_path / "nope.nii.gz"),
                         "--out", str(tmp_path / "m.nii.gz"), "--model", str(tiny_model)])
@@ -94,7 +95,8 @@ def test_segment_real_isles_case_lands_on_its_grid(isles_root: Path, tmp_path: P
     dwi = isles_root / "sub-strokecase0009/ses-0001/dwi/sub-strokecase0009_ses-0001_dwi.nii.gz"
     adc = dwi.with_name("sub-strokecase0009_ses-0001_adc.nii.gz")
     out = tmp_path / "mask.nii.gz"
-    assert strokeseg(["segment", "--dwi", str(dwi), "--adc", str(adc), "--out", str(out), "--model", str(tiny_model)]) == 0
+    argv = ["segment", "--dwi", str(dwi), "--adc", str(adc), "--out", str(out), "--model", str(tiny_model)]
+    assert strokeseg(argv) == 0
     assert Grid.of(sitk.ReadImage(str(out))) == Grid.of(sitk.ReadImage(str(dwi)))
     assert np.array_equal(nib.load(str(out)).affine, nib.load(str(dwi)).affine)
 
@@ -103,10 +105,11 @@ def test_segment_real_isles_case_lands_on_its_grid(isles_root: Path, tmp_path: P
 def test_the_model_file_decides_how_the_adc_is_normalised(tmp_path: Path, adc_mode: str, make_tiny_model) -> None:
     """A model trained on physical ADC must see physical ADC at deployment: the same physics in another unit gives
     the same result, but a 20 % different ADC does not -- while a z-score model cannot tell the two apart."""
+    from StrokeSegLib.preprocess_config import PreprocessConfig
     from StrokeSegLib.segmentation import SegmentOptions, segment_images
 
-    model = make_tiny_model(tmp_path / f"{adc_mode}.safetensors", f"tiny-{adc_mode}", seed=1, normalization={
-        "method": "percentile_zscore", "clip_percentiles": [0.5, 99.5], "adc": adc_mode})
+    model = make_tiny_model(tmp_path / f"{adc_mode}.safetensors", f"tiny-{adc_mode}", seed=1,
+                            preprocess=PreprocessConfig(target_spacing=(3.0, 3.0, 3.0), adc_normalization=adc_mode))
     case = make_synthetic_case(seed=4, size=(40, 36, 20), adc_units=1e-3)
     options = SegmentOptions(tta=False)
 

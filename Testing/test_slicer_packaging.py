@@ -161,7 +161,7 @@ def test_every_python_file_and_resource_is_packaged(cmake_modules) -> None:
     effect = cmake_modules["SegmentEditorStrokeSeg"]
     train = cmake_modules["StrokeSegTrain"]
 
-    def rel(paths, base):  # noqa: ANN001, ANN202
+    def rel(paths, base):
         return {str(p.relative_to(base)) for p in paths if "__pycache__" not in p.parts}
 
     base = ROOT / "StrokeSeg"
@@ -230,7 +230,8 @@ def test_ui_scene_connections_point_at_existing_widgets() -> None:
         assert tree.find("class").text == ui.stem
         for connection in tree.iter("connection"):
             assert connection.find("sender").text in names and connection.find("receiver").text in names
-    receivers = {c.find("receiver").text for c in ET.parse(ROOT / "StrokeSeg/Resources/UI/StrokeSeg.ui").iter("connection")}
+    ui = ET.parse(ROOT / "StrokeSeg/Resources/UI/StrokeSeg.ui")
+    receivers = {c.find("receiver").text for c in ui.iter("connection")}
     assert receivers == {"dwiSelector", "adcSelector", "outputSegmentationSelector"}
 
 
@@ -269,7 +270,8 @@ def module_level_calls(path: Path) -> set[str]:
 def test_dependencies_are_never_installed_at_import_time() -> None:
     for path in SLICER_FILES:
         assert not module_level_calls(path) & {"ensure_dependencies", "pip_install", "pip_ensure", "installTorch"}
-    assert "ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay)" in (ROOT / "StrokeSeg/StrokeSeg.py").read_text()
+    module = (ROOT / "StrokeSeg/StrokeSeg.py").read_text()
+    assert "ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay)" in module
 
 
 # ---- StrokeSegLib stays free of Qt and imports slicer only where allowed ----
@@ -433,17 +435,17 @@ def fake_slicer(monkeypatch: pytest.MonkeyPatch):
     calls: dict[str, list] = {"pip_ensure": [], "pip_install": [], "installTorch": []}
     installed: set[str] = set()
 
-    def pip_ensure(requirements, constraints=None, prompt_install=True, requester=None, **kw):  # noqa: ANN001
+    def pip_ensure(requirements, constraints=None, prompt_install=True, requester=None, **kw):
         calls["pip_ensure"].append({"requirements": requirements, "constraints": Path(constraints).read_text(),
                                     "prompt_install": prompt_install, "requester": requester})
         installed.update(requirements)
 
-    def pip_install(args):  # noqa: ANN001
+    def pip_install(args):
         calls["pip_install"].append(list(args))
         installed.update(a for a in args if "strokeseg-fake" in a)
 
     class Logic:
-        def installTorch(self, askConfirmation=False, torchVersionRequirement=None, **kw):  # noqa: ANN001, N802
+        def installTorch(self, askConfirmation=False, torchVersionRequirement=None, **kw):
             calls["installTorch"].append({"ask": askConfirmation, "version": torchVersionRequirement})
             installed.add("torch")
             return object()
@@ -465,7 +467,8 @@ def test_user_who_declines_gets_nothing_installed(fake_slicer) -> None:
     from StrokeSegLib import dependencies as deps
 
     questions = []
-    assert deps.ensure_dependencies(ask=lambda q: questions.append(q) or False, requirements=["strokeseg-fake>=1"]) is False
+    assert deps.ensure_dependencies(ask=lambda q: questions.append(q) or False,
+                                    requirements=["strokeseg-fake>=1"]) is False
     assert len(questions) == 1 and "PyTorch" in questions[0] and "strokeseg-fake>=1" in questions[0]
     assert fake_slicer.calls == {"pip_ensure": [], "pip_install": [], "installTorch": []}
 

@@ -188,12 +188,12 @@ class OutOfMemoryOffCpu(nn.Module):
         self.moves: list[str] = []
         self.batch_sizes: list[int] = []
 
-    def to(self, *args, **kwargs):  # noqa: ANN201 - torch's own signature
+    def to(self, *args, **kwargs):  # torch's own signature
         self.place = torch.device(args[0] if args else kwargs["device"])
         self.moves.append(str(self.place))
         return self
 
-    def parameters(self, recurse: bool = True):  # noqa: ANN201 - where the network lives, as torch reports it
+    def parameters(self, recurse: bool = True):  # where the network lives, as torch reports it
         return iter([torch.empty(0, device="meta" if self.place.type == "meta" else "cpu")])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,8 @@ import numpy as np
 
 from StrokeSegLib.imageio import read_image, read_mask
 from StrokeSegLib.metrics import case_metrics
-from StrokeSegLib.model_registry import DEFAULT_MODEL_ID, resolve_model
 from StrokeSegLib.model_file import load_model
+from StrokeSegLib.model_registry import DEFAULT_MODEL_ID, resolve_model
 from StrokeSegLib.segmentation import segment_images
 
 CASES = ("sub-strokecase0002", "sub-strokecase0003", "sub-strokecase0009")
@@ -22,7 +22,7 @@ MEAN_DICE_FLOOR = 0.60
 
 def test_bundled_model_expects_physical_adc() -> None:
     meta = load_model(resolve_model(DEFAULT_MODEL_ID)).metadata
-    assert meta.normalization.get("adc") == "physical"
+    assert meta.preprocess.adc_normalization == "physical"
     assert "real_isles2022_never_trained_on" in meta.provenance["evaluation"]
 
 

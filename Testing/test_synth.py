@@ -19,13 +19,21 @@ from StrokeSegTrainLib.synth.eddy import MAX_DISPLACEMENT_MM, EddyMisregistratio
 from StrokeSegTrainLib.synth.fields import AxisGrid
 from StrokeSegTrainLib.synth.generator import SynthConfig, generate_case
 from StrokeSegTrainLib.synth.geometry import ScanGeometry, sample_geometry
-from StrokeSegTrainLib.synth.lesions import (CLAIMED_CORE_RATIO, CLAIMED_MASK_RATIO_MAX, RIM_ADC_FACTOR,
-                                             VOLUME_RANGE_ML, sample_lesion_plan)
+from StrokeSegTrainLib.synth.lesions import (
+    CLAIMED_CORE_RATIO,
+    CLAIMED_MASK_RATIO_MAX,
+    RIM_ADC_FACTOR,
+    VOLUME_RANGE_ML,
+    sample_lesion_plan,
+)
 from StrokeSegTrainLib.synth.montage import save_montage
-from StrokeSegTrainLib.synth.normal_variants import (SYMMETRIC_ADC_FACTOR, add_symmetric_bright_cortex,
-                                                     mirrored_noise)
-from StrokeSegTrainLib.synth.mri_physics import (TissueChanges, adc_from_signals, sample_tissue_properties,
-                                                 synthesize_signals)
+from StrokeSegTrainLib.synth.mri_physics import (
+    TissueChanges,
+    adc_from_signals,
+    sample_tissue_properties,
+    synthesize_signals,
+)
+from StrokeSegTrainLib.synth.normal_variants import SYMMETRIC_ADC_FACTOR, add_symmetric_bright_cortex, mirrored_noise
 
 SEED = 2024
 #: The settings these tests were written for: procedural lesions, ADC on the DWI's grid (real library lesions and

@@ -11,10 +11,10 @@ import SimpleITK as sitk
 from StrokeSegLib.errors import InputFileError
 from StrokeSegLib.geometry import Grid
 from StrokeSegLib.imageio import read_image
+from StrokeSegLib.preprocess_config import PreprocessConfig
 from StrokeSegLib.preprocessing import prepare_case
 from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
-from StrokeSegTrainLib.config import PreprocessSection
-from StrokeSegTrainLib.data_cache import build_entry, open_entry, preprocess_config
+from StrokeSegTrainLib.data_cache import build_entry, open_entry
 from StrokeSegTrainLib.dataset import MissingMaskWarning, load_training_cases, read_case_csv
 
 
@@ -25,14 +25,14 @@ def case(tmp_path):
 
 
 def test_entry_contents_and_native_mapping(case, tmp_path) -> None:
-    section = PreprocessSection(target_spacing=(4.0, 4.0, 4.0))
+    section = PreprocessConfig(target_spacing=(4.0, 4.0, 4.0))
     cached = open_entry(build_entry(case, tmp_path / "cache", section, "float16"))
     assert isinstance(cached.image, np.memmap) and cached.image.dtype == np.float16
     assert cached.mask.dtype == np.uint8 and cached.mask.shape == cached.image.shape[1:]
     assert np.array_equal(np.argwhere(cached.mask), cached.foreground)
     assert cached.foreground.shape[0] > 0
     dwi = read_image(case.dwi)
-    prepared = prepare_case(dwi, read_image(case.adc, role="ADC"), preprocess_config(section))
+    prepared = prepare_case(dwi, read_image(case.adc, role="ADC"), section)
     assert cached.native_grid == prepared.native_grid and cached.network_grid == prepared.network_grid
     assert np.allclose(cached.image, prepared.image, atol=2e-2)  # float16 storage
     probability = np.random.default_rng(0).random(cached.mask.shape).astype(np.float32)
@@ -45,14 +45,14 @@ def test_entry_contents_and_native_mapping(case, tmp_path) -> None:
 
 def test_key_follows_settings_and_sources(case, tmp_path) -> None:
     cache = tmp_path / "cache"
-    section = PreprocessSection(target_spacing=(4.0, 4.0, 4.0))
+    section = PreprocessConfig(target_spacing=(4.0, 4.0, 4.0))
     first = build_entry(case, cache, section)
     stamp = (first / "meta.json").stat().st_mtime_ns
     assert build_entry(case, cache, section) == first and (first / "meta.json").stat().st_mtime_ns == stamp
-    changed = build_entry(case, cache, PreprocessSection(target_spacing=(4.0, 4.0, 4.0), clip_percentiles=(1, 99)))
+    changed = build_entry(case, cache, PreprocessConfig(target_spacing=(4.0, 4.0, 4.0), clip_percentiles=(1, 99)))
     assert changed != first and not first.exists(), "a stale entry must be removed"
     os.utime(case.mask, ns=(1, 1))  # the expert mask was replaced
-    assert build_entry(case, cache, PreprocessSection(target_spacing=(4.0, 4.0, 4.0), clip_percentiles=(1, 99))) \
+    assert build_entry(case, cache, PreprocessConfig(target_spacing=(4.0, 4.0, 4.0), clip_percentiles=(1, 99))) \
         != changed
     assert len([p for p in (cache / case.case_id).iterdir()]) == 1
 
@@ -81,7 +81,7 @@ def test_real_isles_cases_cache_with_lesion_volume_preserved(isles_root, tmp_pat
     cases = load_training_cases(isles_root)
     assert len(cases) == 3
     for case in cases:
-        cached = open_entry(build_entry(case, tmp_path / "cache", PreprocessSection(), "float16"))
+        cached = open_entry(build_entry(case, tmp_path / "cache", PreprocessConfig(), "float16"))
         native_ml = cached.native_mask.sum() * cached.native_grid.voxel_volume_mm3 / 1000
         network_ml = cached.mask.sum() * cached.network_grid.voxel_volume_mm3 / 1000
         assert native_ml > 0 and abs(network_ml - native_ml) <= 0.25 * native_ml + 0.1, case.case_id

@@ -4,10 +4,10 @@ from __future__ import annotations
 import csv
 import json
 
+from train_fixtures import CASE_IDS, single_thread, tiny_config, write_synthetic_root  # noqa: F401
+
 from StrokeSegLib.evaluation import CSV_COLUMNS
 from StrokeSegTrainLib.cli import main
-
-from train_fixtures import CASE_IDS, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 
 def test_cv_pools_every_case_once(tmp_path, capsys) -> None:

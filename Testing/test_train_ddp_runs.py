@@ -21,6 +21,7 @@ import SimpleITK as sitk
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from train_fixtures import run_forked, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 from StrokeSegTrainLib.checkpoint import load_checkpoint
 from StrokeSegTrainLib.cross_validation import run_cv
@@ -29,8 +30,6 @@ from StrokeSegTrainLib.dataset import load_training_cases
 from StrokeSegTrainLib.history import History
 from StrokeSegTrainLib.trainer import train
 from StrokeSegTrainLib.validation import ValidationResult
-
-from train_fixtures import run_forked, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

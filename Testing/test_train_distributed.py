@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from train_fixtures import tiny_config, write_synthetic_root
 
 from StrokeSegLib.model_file import load_model
 from StrokeSegTrainLib.checkpoint import load_checkpoint
-
-from train_fixtures import tiny_config, write_synthetic_root
 
 
 @pytest.mark.slow

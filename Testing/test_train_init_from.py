@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 from StrokeSegLib.errors import CancelledError, StrokeSegError
 from StrokeSegLib.model_file import file_sha256, load_model
 from StrokeSegLib.network import AttentionUNet3D
-from StrokeSegTrainLib.config import NetworkSection, PreprocessSection
+from StrokeSegLib.network_config import NetworkConfig
+from StrokeSegLib.preprocess_config import PreprocessConfig
 from StrokeSegTrainLib.export import training_network_config
 from StrokeSegTrainLib.initial_weights import load_initial_weights
 from StrokeSegTrainLib.trainer import train
-
-from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +74,10 @@ def test_a_resumed_fine_tuning_run_still_records_its_start_and_needs_no_file(sou
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"network": NetworkSection(features=(4, 8, 32), deep_supervision=True)}, "network.features"),
-    ({"preprocess": PreprocessSection(target_spacing=(4.0, 4.0, 4.0), adc_normalization="zscore")},
+    ({"network": NetworkConfig(features=(4, 8, 32), deep_supervision=True)}, "network.features"),
+    ({"preprocess": PreprocessConfig(target_spacing=(4.0, 4.0, 4.0), adc_normalization="zscore")},
      "adc_normalization"),
-    ({"preprocess": PreprocessSection(target_spacing=(3.0, 3.0, 3.0))}, "target_spacing"),
+    ({"preprocess": PreprocessConfig(target_spacing=(3.0, 3.0, 3.0))}, "target_spacing"),
 ])
 def test_a_model_that_does_not_match_is_refused_before_any_preprocessing(source_model, data_root, tmp_path, change,
                                                                          message) -> None:

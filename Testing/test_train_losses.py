@@ -7,8 +7,13 @@ import pytest
 import torch
 
 from StrokeSegTrainLib.config import LossConfig
-from StrokeSegTrainLib.losses import (DeepSupervisionLoss, SegmentationLoss, deep_supervision_weights,
-                                      focal_tversky, tversky_index)
+from StrokeSegTrainLib.losses import (
+    DeepSupervisionLoss,
+    SegmentationLoss,
+    deep_supervision_weights,
+    focal_tversky,
+    tversky_index,
+)
 
 
 def test_tversky_index_by_hand() -> None:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import torch
+from train_fixtures import single_thread  # noqa: F401 (autouse fixture)
 
 from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-from StrokeSegTrainLib.config import LossConfig, NetworkSection, TrainConfig
+from StrokeSegTrainLib.config import LossConfig, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 from StrokeSegTrainLib.trainer import train_step
-
-from train_fixtures import single_thread  # noqa: F401 (autouse fixture)
 
 
 def test_loss_goes_down_on_a_case_it_can_overfit() -> None:
@@ -20,7 +19,7 @@ def test_loss_goes_down_on_a_case_it_can_overfit() -> None:
     mask[1, :, 9:13, 2:6, 8:14] = 1
     image[:, 0:1] += 2.0 * mask  # bright on DWI
     image[:, 1:2] -= 1.5 * mask  # dark on ADC
-    config = TrainConfig(network=NetworkSection(features=(4, 8, 16)), patch_size=shape)
+    config = TrainConfig(network=NetworkConfig(features=(4, 8, 16), deep_supervision=True), patch_size=shape)
     network = AttentionUNet3D(NetworkConfig(features=(4, 8, 16), deep_supervision=True))
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-2)
     scaler = torch.amp.GradScaler("cpu", enabled=False)

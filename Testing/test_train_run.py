@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 from StrokeSegLib.errors import CancelledError, StrokeSegError
 from StrokeSegLib.evaluation import CSV_COLUMNS
@@ -16,8 +17,6 @@ from StrokeSegTrainLib.checkpoint import load_checkpoint
 from StrokeSegTrainLib.history import History
 from StrokeSegTrainLib.splits import patient_id
 from StrokeSegTrainLib.trainer import train
-
-from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +56,7 @@ def test_tiny_run_trains_validates_exports_and_reloads(data_root, cache_dir, tmp
     assert loaded.metadata.provenance["val_cases"] == val_ids
     assert loaded.metadata.patch_size == (16, 16, 16) and not loaded.metadata.network_config.deep_supervision
     # The preprocessing the model was trained with travels in its file, so deployment normalises the ADC alike.
-    assert loaded.metadata.normalization["adc"] == "physical"
+    assert loaded.metadata.preprocess.adc_normalization == "physical"
     best = load_checkpoint(fold / "best.pt")["model"]
     for name, tensor in loaded.network.state_dict().items():
         assert torch.equal(tensor, best[name]), name

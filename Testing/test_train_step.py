@@ -11,24 +11,23 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from train_fixtures import run_forked, single_thread  # noqa: F401 (autouse fixture)
 
 from StrokeSegLib import devices
 from StrokeSegLib.errors import StrokeSegError
 from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
 from StrokeSegLib.sliding_window import sliding_window_predict
 from StrokeSegTrainLib import distributed
-from StrokeSegTrainLib.config import LossConfig, NetworkSection, TrainConfig
+from StrokeSegTrainLib.config import LossConfig, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 from StrokeSegTrainLib.trainer import train_step
-
-from train_fixtures import run_forked, single_thread  # noqa: F401 (autouse fixture)
 
 SHAPE = (16, 16, 16)
 
 
 def _parts(amp: bool = False, fused: bool | None = None, seed: int = 0):
     torch.manual_seed(seed)
-    config = TrainConfig(network=NetworkSection(features=(4, 8)), patch_size=SHAPE, amp=amp)
+    config = TrainConfig(network=NetworkConfig(features=(4, 8), deep_supervision=True), patch_size=SHAPE, amp=amp)
     network = AttentionUNet3D(NetworkConfig(features=(4, 8), deep_supervision=True)).train()
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-2, weight_decay=0.1, fused=fused)
     return config, network, optimizer, DeepSupervisionLoss(SegmentationLoss(LossConfig()))

@@ -43,7 +43,8 @@ def head(shape=(12, 40, 32), seed=0) -> np.ndarray:
     """An ellipsoid "brain" with noise, zero outside, like a skull-stripped DWI."""
     z, y, x = np.indices(shape)
     c = (np.array(shape) - 1) / 2
-    inside = ((z - c[0]) / (shape[0] / 2)) ** 2 + ((y - c[1]) / (shape[1] / 2.2)) ** 2 + ((x - c[2]) / (shape[2] / 2.2)) ** 2 < 1
+    inside = (((z - c[0]) / (shape[0] / 2)) ** 2 + ((y - c[1]) / (shape[1] / 2.2)) ** 2
+              + ((x - c[2]) / (shape[2] / 2.2)) ** 2) < 1
     rng = np.random.default_rng(seed)
     return (inside * (100 + 20 * rng.standard_normal(shape))).astype(np.float32)
 
@@ -61,7 +62,8 @@ def test_ras_stored_image_puts_patient_right_anterior_top_left():
     volume[1, ny - 1, nx - 1] = 1.0
     img = image(volume, direction=RAS_STORED)
     right_anterior = img.TransformIndexToPhysicalPoint((nx - 1, ny - 1, 1))
-    assert right_anterior[0] < img.GetOrigin()[0] and right_anterior[1] < img.GetOrigin()[1]  # LPS: -x right, -y anterior
+    # LPS: -x right, -y anterior
+    assert right_anterior[0] < img.GetOrigin()[0] and right_anterior[1] < img.GetOrigin()[1]
     axes = view_axes(img)
     picture = slice_picture(sitk.GetArrayFromImage(img).transpose(2, 1, 0), axes, 1)
     assert picture.shape == (ny, nx)

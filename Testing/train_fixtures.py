@@ -11,8 +11,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from StrokeSegLib.network_config import NetworkConfig
+from StrokeSegLib.preprocess_config import PreprocessConfig
 from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
-from StrokeSegTrainLib.config import AugmentationConfig, NetworkSection, PreprocessSection, TrainConfig
+from StrokeSegTrainLib.config import AugmentationConfig, TrainConfig
 
 # Five patients, one with two sessions: the patient-level split must keep sub-p0's sessions together.
 CASE_IDS = ("sub-p0_ses-0001", "sub-p0_ses-0002", "sub-p1_ses-0001", "sub-p2_ses-0001", "sub-p3_ses-0001",
@@ -30,8 +32,8 @@ def write_synthetic_root(root: Path) -> Path:
 def tiny_config(**overrides) -> TrainConfig:
     """A 3-level network with 4-16 features on 16^3 patches at 4 mm: the whole pipeline, none of the cost."""
     config = TrainConfig(
-        network=NetworkSection(features=(4, 8, 16), deep_supervision=True),
-        preprocess=PreprocessSection(target_spacing=(4.0, 4.0, 4.0)),
+        network=NetworkConfig(features=(4, 8, 16), deep_supervision=True),
+        preprocess=PreprocessConfig(target_spacing=(4.0, 4.0, 4.0)),
         augmentation=AugmentationConfig(rotation_probability=0.5, scale_probability=0.5),
         patch_size=(16, 16, 16), batch_size=2, epochs=2, iterations_per_epoch=2, validate_every=1,
         num_folds=5, deterministic=True, prefetch_batches=1, val_overlap=0.25, val_batch_size=4)

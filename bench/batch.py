@@ -24,8 +24,9 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT.parent / "shared" / "data" / "ISLES-2022"
@@ -109,7 +110,8 @@ def _run(root: Path, out: Path, model: Any, options: Any, prefetch: int) -> tupl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an ISLES 2022 root (default: the shared cases)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="an ISLES 2022 root (default: the shared cases)")
     parser.add_argument("--model", default=None, help="model id or file (default: the bundled starter model)")
     parser.add_argument("--features", default=None, help="e.g. 4,8,16: a small random network instead of --model")
     parser.add_argument("--device", default="auto")

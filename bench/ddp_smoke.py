@@ -27,10 +27,12 @@ CASE_IDS = ("sub-s0_ses-0001", "sub-s1_ses-0001", "sub-s2_ses-0001", "sub-s3_ses
 
 def _config(epochs: int) -> dict:
     """A 3-level network on 16^3 patches at 4 mm: the whole pipeline in seconds."""
-    from StrokeSegTrainLib.config import NetworkSection, PreprocessSection, TrainConfig
+    from StrokeSegLib.network_config import NetworkConfig
+    from StrokeSegLib.preprocess_config import PreprocessConfig
+    from StrokeSegTrainLib.config import TrainConfig
 
-    return TrainConfig(network=NetworkSection(features=(8, 16, 32)),
-                       preprocess=PreprocessSection(target_spacing=(4.0, 4.0, 4.0)), patch_size=(16, 16, 16),
+    return TrainConfig(network=NetworkConfig(features=(8, 16, 32), deep_supervision=True),
+                       preprocess=PreprocessConfig(target_spacing=(4.0, 4.0, 4.0)), patch_size=(16, 16, 16),
                        batch_size=2, epochs=epochs, iterations_per_epoch=4, validate_every=1, num_folds=5,
                        val_batch_size=4).to_dict()
 

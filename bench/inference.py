@@ -68,6 +68,7 @@ def _make_model(folder: Path, args: argparse.Namespace) -> Path:
 
     from StrokeSegLib.model_file import ModelMetadata, save_model
     from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+    from StrokeSegLib.preprocess_config import PreprocessConfig
 
     if args.model:
         return Path(args.model)
@@ -77,7 +78,7 @@ def _make_model(folder: Path, args: argparse.Namespace) -> Path:
     with torch.no_grad():
         network.head.bias.fill_(-4.0)  # sparse predictions, as on real scans
     meta = ModelMetadata(model_id="bench-random", network=config.to_dict(), patch_size=args.patch,
-                         target_spacing=(2.0, 2.0, 2.0), threshold=0.5, min_lesion_mm3=0.0,
+                         preprocess=PreprocessConfig(target_spacing=(2.0, 2.0, 2.0)), threshold=0.5, min_lesion_mm3=0.0,
                          description="random weights, for timing only")
     return save_model(folder / "bench.safetensors", network, meta)
 
@@ -90,7 +91,7 @@ def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     from StrokeSegLib.devices import INFERENCE_AMP, autocast_context
     from StrokeSegLib.model_file import load_model
-    from StrokeSegLib.preprocessing import PreprocessConfig, prepare_case
+    from StrokeSegLib.preprocessing import prepare_case
     from StrokeSegLib.segmentation import SegmentOptions, segment_files
     from StrokeSegLib.sliding_window import iter_window_starts, pad_to_patch
     from StrokeSegLib.synthetic import make_synthetic_case
@@ -135,9 +136,7 @@ def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
         peak_rss = _peak_rss_mb()
         peak_gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
 
-        clip = tuple(meta.normalization.get("clip_percentiles", (0.5, 99.5)))
-        prepared = prepare_case(case.dwi, case.adc,
-                                PreprocessConfig(target_spacing=tuple(meta.target_spacing), clip_percentiles=clip))
+        prepared = prepare_case(case.dwi, case.adc, meta.preprocess_config())
         image = torch.from_numpy(prepared.image).to(device)
         padded, _ = pad_to_patch(image, patch)
         starts = iter_window_starts(tuple(padded.shape[1:]), patch, args.overlap)

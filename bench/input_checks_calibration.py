@@ -26,11 +26,13 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _isles(case: str, kind: str) -> Path:
-    return DATA / "ISLES-2022" / f"sub-strokecase{case}" / "ses-0001" / "dwi" / f"sub-strokecase{case}_ses-0001_{kind}.nii.gz"
+    return (DATA / "ISLES-2022" / f"sub-strokecase{case}" / "ses-0001" / "dwi"
+            / f"sub-strokecase{case}_ses-0001_{kind}.nii.gz")
 
 
 def _mask(case: str) -> Path:
-    return DATA / "ISLES-2022" / "derivatives" / f"sub-strokecase{case}" / "ses-0001" / f"sub-strokecase{case}_ses-0001_msk.nii.gz"
+    return (DATA / "ISLES-2022" / "derivatives" / f"sub-strokecase{case}" / "ses-0001"
+            / f"sub-strokecase{case}_ses-0001_msk.nii.gz")
 
 
 def _judge(dwi: sitk.Image, adc: sitk.Image, dwi_path: Path, adc_path: Path) -> tuple[str, dict]:
@@ -64,7 +66,8 @@ def main() -> None:
     mistakes = [("b=0 as DWI subject02", subject / "b0.nii.gz", subject / "adc.nii.gz"),
                 ("swapped subject02", subject / "adc.nii.gz", subject / "dwi.nii.gz")]
     for c in ("0002", "0003", "0009"):
-        mistakes += [(f"swapped {c}", _isles(c, "adc"), _isles(c, "dwi")), (f"ADC as DWI {c}", _isles(c, "adc"), _isles(c, "adc")),
+        mistakes += [(f"swapped {c}", _isles(c, "adc"), _isles(c, "dwi")),
+                     (f"ADC as DWI {c}", _isles(c, "adc"), _isles(c, "adc")),
                      (f"mask as DWI {c}", _mask(c), _isles(c, "adc"))]
     mistakes += [(f"other patient {a}+{b}", _isles(a, "dwi"), _isles(b, "adc")) for a, b in
                  (("0002", "0003"), ("0003", "0002"), ("0009", "0002"))]

@@ -18,8 +18,8 @@ after the GPU has finished (``torch.cuda.synchronize``); ``peak_gpu_mb`` is the 
 
 Each pipeline runs in its own fresh process so that ``peak_rss_mb`` (maximum resident set size, workers excluded)
 is its own; with ``--repeats`` the pipelines alternate and medians are reported, because on a shared machine the
-load changes between runs. ``data_patches_per_s`` times batch making and augmentation alone (no network), which is where the two
-pipelines differ; ``patches_per_s`` times full training steps after warm-up.
+load changes between runs. ``data_patches_per_s`` times batch making and augmentation alone (no network), which is
+where the two pipelines differ; ``patches_per_s`` times full training steps after warm-up.
 
     python bench/training.py                                  # defaults: 4 ISLES-sized cases, 20 steps
     python bench/training.py --features 16,32,64,128,256 --patch 64,96,96 --steps 10
@@ -51,24 +51,25 @@ def _peak_rss_mb() -> float:
 
 
 def _config(args: argparse.Namespace):
-    from StrokeSegTrainLib.config import NetworkSection, TrainConfig
+    from StrokeSegLib.network_config import NetworkConfig
+    from StrokeSegTrainLib.config import TrainConfig
 
-    return TrainConfig(network=NetworkSection(features=args.features, deep_supervision=True),
+    return TrainConfig(network=NetworkConfig(features=args.features, deep_supervision=True),
                        patch_size=args.patch, batch_size=args.batch, prefetch_batches=args.workers,
                        amp=args.device == "cuda")
 
 
 def _make_cases(folder: Path, count: int) -> list[str]:
     """ISLES-sized synthetic cases (112x112x73 at 2 mm) in the preprocessing cache; returns the entry folders."""
+    from StrokeSegLib.preprocess_config import PreprocessConfig
     from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
-    from StrokeSegTrainLib.config import PreprocessSection
     from StrokeSegTrainLib.data_cache import build_entry
 
     entries = []
     for seed in range(count):
         case = write_synthetic_case(make_synthetic_case(seed=seed, size=(112, 112, 73), spacing=(2.0, 2.0, 2.0)),
                                     folder / "isles", f"sub-bench{seed}")
-        entries.append(str(build_entry(case, folder / "cache", PreprocessSection())))  # default float32
+        entries.append(str(build_entry(case, folder / "cache", PreprocessConfig())))  # default float32
     return entries
 
 
@@ -111,8 +112,8 @@ def _ours(args: argparse.Namespace, entries: list[str]):
 
 def _monai(args: argparse.Namespace, entries: list[str]):
     """The same work expressed as a standard MONAI dictionary pipeline."""
-    import numpy as np
     import monai.transforms as T
+    import numpy as np
     from monai.data import CacheDataset, DataLoader, Dataset
     from monai.utils import set_determinism
 

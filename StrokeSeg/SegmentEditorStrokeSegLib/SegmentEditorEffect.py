@@ -15,7 +15,6 @@ import os
 import traceback
 
 import qt
-
 import slicer
 from SegmentEditorEffects.AbstractScriptedSegmentEditorEffect import AbstractScriptedSegmentEditorEffect
 
@@ -78,7 +77,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.scriptedEffect.addLabeledOptionsWidget("ADC volume:", self.adcSelector)
 
         self.modelComboBox = qt.QComboBox()
-        self.modelComboBox.setToolTip("Installed StrokeSeg models (import more in the Stroke Lesion Segmentation module).")
+        self.modelComboBox.setToolTip(
+            "Installed StrokeSeg models (import more in the Stroke Lesion Segmentation module).")
         self.scriptedEffect.addLabeledOptionsWidget("Model:", self.modelComboBox)
 
         self.ttaCheckBox = qt.QCheckBox("Test-time augmentation (slower, slightly better)")
@@ -291,6 +291,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         transform, so the preview shows where Apply will write."""
         from StrokeSegLib import mrml
         from StrokeSegLib.logic import StrokeSegLogic, summary_text
+        from StrokeSegLib.options import SegmentOptions
 
         scene = dwi.GetScene()
         preview = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName("StrokeSeg preview"))
@@ -299,7 +300,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 preview.SetAndObserveTransformNodeID(segmentationNode.GetTransformNodeID())
             logic = StrokeSegLogic()
             logic.process(dwi, adc, preview, model=self.modelComboBox.currentData or None,
-                          tta=self.ttaCheckBox.checked, progress=progress, cancel=cancel)
+                          options=SegmentOptions(tta=self.ttaCheckBox.checked), progress=progress, cancel=cancel)
             mask = mrml.labelmap_from_segmentation(preview, mrml.LESION_SEGMENT_NAME, dwi)
             preview.CreateDefaultDisplayNodes()
             preview.GetDisplayNode().SetOpacity(0.5)

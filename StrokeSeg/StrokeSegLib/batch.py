@@ -184,7 +184,7 @@ def _prepare(job: _Job, out: Path, loaded: LoadedModel, options: SegmentOptions,
         try:
             job.outcome, job.settled = existing_mask_outcome(case, target), True
             return
-        except Exception as error:  # noqa: BLE001 - whatever is wrong with it, the case runs again
+        except Exception as error:
             log.warning("%s: existing mask not reusable (%s); segmenting again", target, error)
     dwi = read_image(case.dwi, role="DWI", keep_nonfinite=True)  # the input checks refuse or repair NaN/inf
     adc = read_image(case.adc, role="ADC", keep_nonfinite=True)

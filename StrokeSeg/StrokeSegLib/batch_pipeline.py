@@ -50,7 +50,7 @@ def _guarded(stage: Stage, job: Any, name: str) -> None:
         raise
     except StrokeSegError as error:
         job.error, job.settled = str(error), True
-    except Exception as error:  # noqa: BLE001 - a batch must survive any single bad case
+    except Exception as error:
         log.error("%s failed unexpectedly:\n%s", name, traceback.format_exc())
         job.error, job.settled = f"{type(error).__name__}: {error}", True
 
@@ -112,7 +112,7 @@ def run_stages(
                 if not _put(ready, job, stop):
                     return
             _put(ready, _END, stop)
-        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+        except BaseException as error:
             fail(error)
 
     def writer() -> None:
@@ -120,7 +120,7 @@ def run_stages(
             while (job := _get(done, stop)) is not _END:
                 _guarded(finish, job, name(job))
                 record(job)
-        except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+        except BaseException as error:
             fail(error)
 
     threads = [threading.Thread(target=reader, name="strokeseg-read", daemon=True),
@@ -135,7 +135,7 @@ def run_stages(
                 break
         _put(done, _END, stop)
         threads[1].join()  # the writer drains what was predicted
-    except BaseException as error:  # noqa: BLE001 - cancel or a broken stage: stop the others, then raise
+    except BaseException as error:
         fail(error)
     finally:
         stop.set()

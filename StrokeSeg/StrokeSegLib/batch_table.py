@@ -13,10 +13,10 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .atomic import write_json_atomic, write_text_atomic
 from .errors import InputFileError

@@ -95,7 +95,7 @@ class _WorkingGrid:
         return tuple(self.grid.spacing[::-1])  # type: ignore[return-value]
 
     @classmethod
-    def for_image(cls, image: sitk.Image, target_mm: float | None = None) -> "_WorkingGrid":
+    def for_image(cls, image: sitk.Image, target_mm: float | None = None) -> _WorkingGrid:
         """Block sizes rounding ``target_mm`` (default :data:`WORKING_SPACING_MM`, read at call time) to whole native
         voxels (never finer than native, never more than the axis holds). Block ``j`` covers native voxels
         ``j*k .. j*k+k-1``, so its centre is the native index ``j*k + (k-1)/2``: the origin moves by ``(k-1)/2``

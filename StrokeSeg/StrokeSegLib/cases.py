@@ -165,5 +165,6 @@ def case_from_files(
         paths["mask"] = Path(mask)
     for role, path in paths.items():
         if not path.is_file():
-            raise InputFileError(f"{role} file not found." if not path.exists() else f"{role} path is not a file.", path)
+            raise InputFileError(f"{role} file not found." if not path.exists() else f"{role} path is not a file.",
+                                 path)
     return Case(case_id or case_id_from_path(dwi), paths["DWI"], paths["ADC"], paths.get("mask"))

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import CancelledError, StrokeSegError
+from .options import SegmentOptions
 from .progress import PROGRESS_PREFIX, CancelFile, progress_line  # noqa: F401  (PROGRESS_PREFIX re-exported)
 
 log = logging.getLogger("strokeseg")
 
-#: Largest sliding-window overlap accepted (1 would never advance the window).
-MAX_OVERLAP = 0.9
 #: Image formats the outputs can be written in.
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -53,71 +51,15 @@ class TerminalProgress:
             self.bar = None
 
 
-def _number(text: str, low: float, high: float, low_open: bool, high_open: bool, what: str) -> float:
-    """Parse a finite number in a range, or raise argparse's type error (usage message, exit status 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    if not math.isfinite(value) or not (above and below):
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise argparse.ArgumentTypeError(f"{what} must lie in {lo}{low:g}, {high:g}{hi}, got {text}")
-    return value
-
-
-def _threshold(text: str) -> float:
-    return _number(text, 0.0, 1.0, True, True, "threshold")
-
-
-def _overlap(text: str) -> float:
-    return _number(text, 0.0, MAX_OVERLAP, False, False, "overlap")
-
-
-def _min_lesion(text: str) -> float:
-    return _number(text, 0.0, math.inf, False, True, "min-lesion-mm3")
-
-
-def _batch_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"batch size must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"batch size must be at least 1, got {value}")
-    return value
-
-
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model id, or a model file (.safetensors); default: the bundled starter model")
-    p.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
-    p.add_argument("--tta", action="store_true", help="mirror test-time augmentation (8x slower, slightly better)")
-    p.add_argument("--threshold", type=_threshold, default=None, help="probability threshold in (0, 1) (default: the model's)")
-    p.add_argument("--min-lesion-mm3", type=_min_lesion, default=None, help="drop smaller lesions (default: the model's)")
-    p.add_argument("--overlap", type=_overlap, default=0.5, help=f"sliding-window overlap, 0..{MAX_OVERLAP}")
-    p.add_argument("--batch-size", type=_batch_size, default=None, help="windows per forward pass")
-    p.add_argument(
-        "--register", default="auto", choices=["auto", "yes", "no"], help="rigidly register ADC to DWI before resampling"
-    )
-    p.add_argument("--force", action="store_true",
-                   help="segment even when the input checks find the input implausible (DWI that looks like a b=0 or "
-                        "ADC image, another patient's ADC, ...); the findings are recorded in the report")
+    """``--model`` plus one argument per :class:`~StrokeSegLib.options.SegmentOptions` field."""
+    p.add_argument("--model", default=None,
+                   help="model id, or a model file (.safetensors); default: the bundled starter model")
+    SegmentOptions.add_arguments(p)
 
 
-def _options(args: argparse.Namespace):  # noqa: ANN202 - imported lazily
-    from .segmentation import SegmentOptions
-
-    return SegmentOptions(
-        device=args.device,
-        tta=args.tta,
-        threshold=args.threshold,
-        min_lesion_mm3=args.min_lesion_mm3,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        register={"auto": None, "yes": True, "no": False}[args.register],
-        force=args.force,
-    )
+def _options(args: argparse.Namespace) -> SegmentOptions:
+    return SegmentOptions.from_args(args)
 
 
 def _check_image_output(path: str, what: str) -> None:
@@ -247,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prob", default=None, help="also write the lesion probability map")
     p.add_argument("--report", default=None, help="also write a JSON report (volumes, lesions, timings)")
     p.add_argument("--progress", default="bar", choices=["bar", "machine"], help=argparse.SUPPRESS)
-    p.add_argument("--cancel-file", default=None, help=argparse.SUPPRESS)  # the Slicer panel's Cancel: stop once it exists
+    # The Slicer panel's Cancel: stop once this file exists.
+    p.add_argument("--cancel-file", default=None, help=argparse.SUPPRESS)
     _add_inference_options(p)
     p.set_defaults(func=cmd_segment)
 

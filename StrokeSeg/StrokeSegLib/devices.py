@@ -7,13 +7,12 @@ inside torch.
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 import torch
 
 from .errors import StrokeSegError
-
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+from .options import DEVICES as DEVICE_CHOICES
 
 
 def _mps_available() -> bool:
@@ -87,7 +86,7 @@ def uses_grad_scaler(device: torch.device, amp: bool) -> bool:
     return amp and autocast_dtype(device) == torch.float16
 
 
-def autocast_context(device: torch.device, enabled: bool = True) -> ContextManager[object]:
+def autocast_context(device: torch.device, enabled: bool = True) -> AbstractContextManager[object]:
     """Autocast to :func:`autocast_dtype` when ``enabled`` and the device has one; a null context otherwise."""
     dtype = autocast_dtype(device) if enabled else None
     if dtype is None:

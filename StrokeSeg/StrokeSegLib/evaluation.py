@@ -17,7 +17,9 @@ Decisions, so that the numbers mean what they say:
   prediction exists at all the folder is almost certainly wrong, so that raises :class:`InputFileError`.
 * A prediction or mask that cannot be read, or sits on another grid than the ground truth, is a **failed** case: it
   gets no row (no number would be honest), is listed with its error in ``failed``, and the run goes on.
-* Masks: any non-zero voxel is lesion (as in the metric definitions); no thresholding at 0.5.
+* Masks (expert and predicted) are read by the one mask reader, :func:`.imageio.read_mask`: a voxel is lesion when
+  its value is >= 0.5, which on integer-labelled masks ({0, 1}, {0, 255}, several labels) is "any non-zero", and on
+  float (soft, resampled) masks does not count a partial-volume rim as lesion.
 * An overlay that cannot be drawn (unreadable DWI) is only a warning; the metrics do not depend on it.
 """
 from __future__ import annotations
@@ -35,7 +37,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .atomic import write_json_atomic, write_text_atomic
-from .errors import InputFileError, InvalidImageError, StrokeSegError
+from .errors import InputFileError, StrokeSegError
+from .imageio import read_mask
 from .lesion_detection import LesionDetection, detect_lesions, detection_by_size
 from .metrics import METRIC_KEYS, case_metrics, voxel_volume_ml
 from .progress import CancelToken, ProgressCallback, check_cancel, report
@@ -86,26 +89,6 @@ class EvaluationReport:
 def prediction_path(pred_dir: str | Path, case_id: str) -> Path:
     """Where the prediction of ``case_id`` is expected (the batch runner's ``<case_id>_msk.nii.gz``)."""
     return Path(pred_dir) / f"{case_id}_msk.nii.gz"
-
-
-def read_mask_any_nonzero(path: str | Path) -> sitk.Image:
-    """Read a mask as it is on disk (pixel type kept; the metrics treat any non-zero as lesion), 3-D only. A file
-    holding less (or more) voxel data than its header says is an error, never a mask padded with zeros."""
-    from .imageio import read_stored
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError("mask file not found." if not path.exists() else "mask path is not a file.", path)
-    image = read_stored(path)
-    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
-        image = sitk.Extract(image, list(image.GetSize()[:3]) + [0], [0, 0, 0, 0])
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InvalidImageError(
-            f"is a {image.GetDimension()}-D image with {image.GetNumberOfComponentsPerPixel()} component(s); "
-            "a lesion mask must be a single 3-D volume.",
-            path,
-        )
-    return image
 
 
 def _empty_like(image: sitk.Image) -> sitk.Image:
@@ -222,7 +205,8 @@ def evaluate(
     overlays: bool = True,
     cancel: CancelToken | None = None,
 ) -> EvaluationReport:
-    """Score every case with a ground-truth mask under ``gt_root`` against ``pred_dir``; write the report to ``out_dir``.
+    """Score every case with a ground-truth mask under ``gt_root`` against ``pred_dir``; write the report to
+    ``out_dir``.
 
     See the module docstring for how missing and failed cases are treated.
     """
@@ -238,7 +222,8 @@ def evaluate(
             "no case has a ground-truth mask (expected derivatives/sub-X/ses-Y/sub-X_ses-Y_msk.nii.gz).", gt_root)
     if not any(prediction_path(pred_dir, c.case_id).is_file() for c in cases):
         raise InputFileError(
-            f"none of the {len(cases)} predictions was found (expected e.g. {prediction_path(pred_dir, cases[0].case_id).name}); "
+            f"none of the {len(cases)} predictions was found "
+            f"(expected e.g. {prediction_path(pred_dir, cases[0].case_id).name}); "
             "is this the output folder of strokeseg batch?", pred_dir)
 
     result = EvaluationReport(out_dir=out_dir)
@@ -248,9 +233,9 @@ def evaluate(
         report(progress, STAGE, i / len(cases))
         pred_path = prediction_path(pred_dir, case.case_id)
         try:
-            gt = read_mask_any_nonzero(case.mask)
+            gt = read_mask(case.mask)
             if pred_path.is_file():
-                pred = read_mask_any_nonzero(pred_path)
+                pred = read_mask(pred_path)
                 scores = case_metrics(gt, pred, gt_path=case.mask, pred_path=pred_path)
             else:
                 pred = None
@@ -279,7 +264,8 @@ def evaluate(
         result.rows, out_dir,
         extra={"missing": list(result.missing), "failed": list(result.failed), "pred_dir": str(pred_dir),
                "gt_root": str(gt_root), "lesion_detection": detection},
-        notes="Native-space ISLES 2022 metrics; missing predictions are scored as empty masks; failed cases have no row.",
+        notes="Native-space ISLES 2022 metrics; missing predictions are scored as empty masks; "
+              "failed cases have no row.",
     )
     write_text_atomic(out_dir / LESIONS_CSV, _lesions_csv_text(result.lesions))
     if result.rows:
@@ -292,7 +278,8 @@ def evaluate(
                       + ", ".join(result.missing), MissingPredictionWarning, stacklevel=2)
     if result.failed:
         warnings.warn(f"{len(result.failed)} case(s) could not be scored: "
-                      + "; ".join(f"{f['case_id']}: {f['error']}" for f in result.failed), EvaluationWarning, stacklevel=2)
+                      + "; ".join(f"{f['case_id']}: {f['error']}" for f in result.failed), EvaluationWarning,
+                      stacklevel=2)
     return result
 
 
@@ -305,7 +292,8 @@ def format_summary(result: EvaluationReport) -> str:
     s = result.summary
     lesion = s.get("lesion_cases", {"n_cases": 0, "mean": {}, "median": {}})
     lines = [
-        f"Evaluated {s.get('n_cases', 0)} case(s), {s.get('n_cases_with_lesions', 0)} with lesions in the ground truth.",
+        f"Evaluated {s.get('n_cases', 0)} case(s), {s.get('n_cases_with_lesions', 0)} with lesions in the ground "
+        "truth.",
         f"{'metric':<12}{'mean':>10}{'median':>10}   {'lesion cases: mean':>18}{'median':>10}",
     ]
     names = {"dice": "Dice", "avd_ml": "AVD (mL)", "lesion_f1": "lesion F1", "alcd": "ALCD",

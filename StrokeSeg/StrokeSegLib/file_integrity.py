@@ -66,7 +66,7 @@ def _nifti_layout(raw: bytes, path: Path) -> tuple[int, tuple[int, ...], np.dtyp
             shape = tuple(int(d) for d in header.get_data_shape())
             dtype = header.get_data_dtype()
             offset = int(header.get_data_offset())
-        except Exception:  # noqa: BLE001 - not this header kind (or garbage): try the next, then let ITK decide
+        except Exception:  # not this header kind (or garbage): try the next, then let ITK decide
             continue
         return max(offset, size), shape, dtype
     return None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import TypeAlias
 
 import numpy as np
 import SimpleITK as sitk
@@ -73,7 +74,7 @@ class Grid:
         object.__setattr__(self, "direction", direction)
 
     @classmethod
-    def of(cls, image: Union[sitk.Image, "Grid"]) -> "Grid":
+    def of(cls, image: sitk.Image | Grid) -> Grid:
         """The grid of a 3-D image (a Grid is returned as is)."""
         if isinstance(image, Grid):
             return image
@@ -137,7 +138,7 @@ class Grid:
         return tuple(corners.min(axis=0).tolist()), tuple(corners.max(axis=0).tolist())
 
 
-GridLike = Union[sitk.Image, Grid]
+GridLike: TypeAlias = sitk.Image | Grid
 
 
 def same_grid(a: GridLike, b: GridLike, tol: float = 1e-4) -> bool:

@@ -244,8 +244,20 @@ def read_image(path: str | Path, role: str = "DWI", keep_nonfinite: bool = False
     return image
 
 
+#: A mask voxel is lesion when its value is at least this (see :func:`read_mask`).
+MASK_THRESHOLD = 0.5
+
+
 def read_mask(path: str | Path) -> sitk.Image:
-    """Read a binary mask as uint8 0/1 on its own grid (voxels >= 0.5 are inside; an empty mask is valid)."""
+    """Read a lesion mask as uint8 0/1 on its own grid: the one mask reader (expert masks, predictions, training).
+
+    A voxel is lesion when its value is >= :data:`MASK_THRESHOLD` (0.5). On every integer-labelled mask (expert masks
+    stored as {0, 1} or {0, 255}, several labels, our uint8 predictions) that is the same as "any non-zero"; where the
+    two differ, on float masks, 0.5 is the right reading: a mask that was resampled with linear interpolation or saved
+    as a soft mask carries partial-volume values, and counting a 0.01 rim (or rounding noise) as lesion would inflate
+    volumes and lesion counts. NaN/inf are repaired from neighbours with a warning, as for images; an empty mask is
+    valid; a file holding less voxel data than its header says is an error (:func:`read_stored`).
+    """
     path = Path(path)
     volume = _to_3d(read_stored(path), path, "mask")
     _, array = _finite_float32(volume, path)

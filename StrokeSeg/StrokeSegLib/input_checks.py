@@ -103,7 +103,8 @@ def _geometry_findings(image: sitk.Image, path: str | None, role: str) -> list[F
     low, high = SPACING_RANGE_MM
     found = []
     if min(spacing) < low or max(spacing) > high:
-        found.append(Finding(path, f"voxel spacing {tuple(round(s, 4) for s in spacing)} mm is outside what an MRI of a "
+        found.append(Finding(path, f"voxel spacing {tuple(round(s, 4) for s in spacing)} mm is outside what an "
+                                   "MRI of a "
                                    f"human head can have ({low}-{high} mm per axis); is the header's spacing wrong "
                                    "(e.g. metres or cm instead of mm)?"))
     lo_ext, hi_ext = LONGEST_EXTENT_RANGE_MM
@@ -180,7 +181,8 @@ def _content_findings(dwi: np.ndarray, adc: np.ndarray, brain: np.ndarray, dwi_p
         ratio = float(np.median(dwi[csf])) / tissue_level if tissue_level > 0 else float("inf")
         measures["dwi_csf_tissue_ratio"] = round(ratio, 4)
         if not ratio <= MAX_DWI_CSF_TISSUE_RATIO:
-            found.append(Finding(dwi_path, f"CSF is brighter than brain tissue on this image (CSF/tissue = {ratio:.2f}; "
+            found.append(Finding(dwi_path, "CSF is brighter than brain tissue on this image "
+                                           f"(CSF/tissue = {ratio:.2f}; "
                                            f"a diffusion-weighted image at b≈1000 has CSF darker, at most "
                                            f"{MAX_DWI_CSF_TISSUE_RATIO:g}). It looks like a b=0 (T2) image or an ADC "
                                            "map, not the high-b DWI (check which volume was chosen and the .bval "

@@ -9,8 +9,8 @@ lies in it, the ISLES 2022 true-positive rule, and a predicted lesion is false w
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage

@@ -26,10 +26,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InvalidImageError, StrokeSegError
+from .options import SegmentOptions
 from .postprocess import lesion_table, lesion_volume_ml, lesion_voxels
 from .progress import PROGRESS_PREFIX, CancelToken, ProgressCallback, check_cancel, parse_progress_line, report
 
-__all__ = ["PROGRESS_PREFIX", "BackgroundSegmentation", "StrokeSegLogic", "parse_progress_line", "summary_text"]
+__all__ = ["PROGRESS_PREFIX", "BackgroundSegmentation", "SegmentOptions", "StrokeSegLogic", "parse_progress_line",
+           "summary_text"]
 
 MODULE_DIR = Path(__file__).resolve().parents[1]  # holds StrokeSegLib: put on the child's PYTHONPATH
 
@@ -61,7 +63,8 @@ def summary_text(result_report: dict[str, Any] | None) -> str:
     if not result_report:
         return ""
     count = int(result_report.get("lesion_count", 0))
-    text = f"Lesion volume {float(result_report.get('lesion_volume_ml', 0.0)):.2f} mL in {count} lesion{'s' * (count != 1)}"
+    volume = float(result_report.get("lesion_volume_ml", 0.0))
+    text = f"Lesion volume {volume:.2f} mL in {count} lesion{'s' * (count != 1)}"
     details = [str(result_report[k]) for k in ("model_id", "device") if result_report.get(k)]
     return text + (f" ({', '.join(details)})" if details else "")
 
@@ -83,16 +86,18 @@ class StrokeSegLogic:
         outputSegmentationNode: Any = None,
         *,
         model: Any = None,
-        device: str = "auto",
-        tta: bool = False,
-        threshold: float | None = None,
-        minLesionMm3: float | None = None,
-        force: bool = False,
+        options: SegmentOptions | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        **choices: Any,
     ) -> Any:
-        """Run the whole pipeline blocking and return the segmentation node (created when None). ``force`` segments
-        an input the plausibility checks refuse, recording their findings in ``lastReport["input_checks"]``."""
+        """Run the whole pipeline blocking and return the segmentation node (created when None).
+
+        ``options`` (:class:`~StrokeSegLib.options.SegmentOptions`) or its fields as keywords (``device="cpu"``,
+        ``threshold=0.4``, ``force=True``...; keywords win). ``force`` segments an input the plausibility checks
+        refuse, recording their findings in ``lastReport["input_checks"]``.
+        """
+        options = SegmentOptions.build(options, **choices)
         if dwiVolumeNode is None or adcVolumeNode is None:
             raise StrokeSegError("Select both a DWI and an ADC volume.")
         from . import segmentation as seg
@@ -102,8 +107,6 @@ class StrokeSegLogic:
         adc = input_image(adcVolumeNode, "ADC")
         report(progress, "Reading volumes", 1.0)
         check_cancel(cancel)
-        options = seg.SegmentOptions(device=device, tta=tta, threshold=threshold, min_lesion_mm3=minLesionMm3,
-                                    force=force)
         result = seg.segment_images(dwi, adc, model, options, progress, cancel)
         check_cancel(cancel)
         return self.loadResult(result.mask, dwiVolumeNode, outputSegmentationNode, result.report)
@@ -159,19 +162,18 @@ class BackgroundSegmentation:
         adcVolumeNode: Any,
         *,
         model: str | Path | None = None,
-        device: str = "auto",
-        tta: bool = False,
-        threshold: float | None = None,
-        minLesionMm3: float | None = None,
-        force: bool = False,
+        options: SegmentOptions | None = None,
         python: str | None = None,
         workdir: str | Path | None = None,
+        **choices: Any,
     ) -> BackgroundSegmentation:
         """Write DWI and ADC (world geometry, NRRD keeps the direction exactly) and build the command line.
 
-        ``python`` is the interpreter to run (PythonSlicer inside Slicer; this interpreter by default). ``force``: see
-        :meth:`StrokeSegLogic.process`.
+        ``python`` is the interpreter to run (PythonSlicer inside Slicer; this interpreter by default). ``options`` and
+        ``choices``: see :meth:`StrokeSegLogic.process`.
         """
+        options = SegmentOptions.build(options, **choices)
+        options.check()
         if dwiVolumeNode is None or adcVolumeNode is None:
             raise StrokeSegError("Select both a DWI and an ADC volume.")
         owns = workdir is None
@@ -200,12 +202,8 @@ class BackgroundSegmentation:
             job.mask_path,
             job.report_path,
             model=model,
-            device=device,
-            tta=tta,
-            threshold=threshold,
-            min_lesion_mm3=minLesionMm3,
+            options=options,
             cancel_file=job.cancel_file,
-            force=force,
         )
         job.environment = child_environment()
         return job
@@ -238,33 +236,23 @@ def build_segment_command(
     report_path: str | Path,
     *,
     model: str | Path | None = None,
-    device: str = "auto",
-    tta: bool = False,
-    threshold: float | None = None,
-    min_lesion_mm3: float | None = None,
+    options: SegmentOptions | None = None,
     cancel_file: str | Path | None = None,
-    force: bool = False,
 ) -> list[str]:
-    """``python -m StrokeSegLib.cli segment ...`` with machine-readable progress on stdout (and a cancel file)."""
+    """``python -m StrokeSegLib.cli segment ...`` with machine-readable progress on stdout (and a cancel file); the
+    options are written by :meth:`SegmentOptions.to_argv`, which the child's parser reads back."""
     command = [python, "-m", "StrokeSegLib.cli", "segment", "--dwi", str(dwi_path), "--adc", str(adc_path)]
-    command += ["--out", str(mask_path), "--report", str(report_path), "--progress", "machine", "--device", device]
+    command += ["--out", str(mask_path), "--report", str(report_path), "--progress", "machine"]
     if cancel_file is not None:
         command += ["--cancel-file", str(cancel_file)]
     if model:
         command += ["--model", str(model)]
-    if tta:
-        command.append("--tta")
-    if threshold is not None:
-        command += ["--threshold", repr(float(threshold))]
-    if min_lesion_mm3 is not None:
-        command += ["--min-lesion-mm3", repr(float(min_lesion_mm3))]
-    if force:
-        command.append("--force")
-    return command
+    return command + (options or SegmentOptions()).to_argv()
 
 
 def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment additions for the child: StrokeSegLib's folder first on PYTHONPATH (Slicer adds it only in-process)."""
+    """Environment additions for the child: StrokeSegLib's folder first on PYTHONPATH (Slicer adds it only
+    in-process)."""
     base = dict(os.environ if base is None else base)
     paths: Sequence[str] = [str(MODULE_DIR)] + [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p]
     return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)), "PYTHONUNBUFFERED": "1"}

@@ -6,6 +6,8 @@ anything. This module parses the header itself and refuses anything else (pickle
 file to the safetensors reader. Reading the header (:func:`read_metadata`) needs no torch, so the Slicer panel lists
 and describes models without loading PyTorch into Slicer's process; only saving and loading weights import it.
 
+Earlier format versions are read through :func:`.model_upgrade.upgrade_metadata`, the one place that knows them.
+
 Why the metadata lives inside the file: the network shape, the preprocessing (spacing, normalisation), the patch size
 and the calibrated threshold belong to the weights; a separate sidecar could be lost or mismatched.
 """
@@ -15,43 +17,38 @@ import hashlib
 import json
 import math
 import struct
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_path
 from .errors import ModelFileError
+from .model_upgrade import FORMAT_VERSION, upgrade_metadata  # FORMAT_VERSION: see model_upgrade
 from .network_config import NetworkConfig
-from .normalization import ADC_NORMALIZATIONS
-from .preprocessing import PreprocessConfig
+from .preprocess_config import PreprocessConfig
 
 if TYPE_CHECKING:  # torch is imported only to save or load weights: reading the header needs none
     import torch
 
     from .network import AttentionUNet3D
 
-FORMAT_VERSION = 1
 METADATA_KEY = "strokeseg"
 MODEL_SUFFIX = ".safetensors"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors reference limit; real headers are a few kB
 _NOT_SAFETENSORS = "not a StrokeSeg model file (safetensors expected)"
 
 
-def _default_normalization() -> dict[str, Any]:
-    return {"method": "percentile_zscore", "clip_percentiles": [0.5, 99.5]}
-
-
 @dataclass
 class ModelMetadata:
-    """What a model file says about itself. ``patch_size`` is (z, y, x) voxels, ``target_spacing`` (x, y, z) mm as
-    SimpleITK orders spacing; ``threshold`` and ``min_lesion_mm3`` are the calibrated post-processing defaults."""
+    """What a model file says about itself. ``patch_size`` is (z, y, x) voxels; ``preprocess`` is the preprocessing the
+    network was trained with (its ``target_spacing`` is (x, y, z) mm as SimpleITK orders spacing); ``threshold`` and
+    ``min_lesion_mm3`` are the calibrated post-processing defaults."""
 
     model_id: str
     network: dict[str, Any]
     format_version: int = FORMAT_VERSION
     channels: list[str] = field(default_factory=lambda: ["DWI", "ADC"])
-    target_spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
-    normalization: dict[str, Any] = field(default_factory=_default_normalization)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     patch_size: tuple[int, int, int] = (64, 96, 96)
     threshold: float = 0.5
     min_lesion_mm3: float = 0.0
@@ -61,8 +58,9 @@ class ModelMetadata:
     def __post_init__(self) -> None:
         if isinstance(self.network, NetworkConfig):
             self.network = self.network.to_dict()
+        if isinstance(self.preprocess, dict):
+            self.preprocess = PreprocessConfig.from_dict(self.preprocess)
         self.channels = list(self.channels)
-        self.target_spacing = tuple(self.target_spacing)  # type: ignore[assignment]
         self.patch_size = tuple(self.patch_size)  # type: ignore[assignment]
 
     @property
@@ -70,18 +68,15 @@ class ModelMetadata:
         """The network description as a validated :class:`NetworkConfig`."""
         return NetworkConfig.from_dict(self.network)
 
-    def preprocess_config(self, register: bool | None = None) -> PreprocessConfig:
-        """The preprocessing the model was trained with, i.e. what its input values mean (files from before physical
-        ADC have no ``adc`` entry: z-score). ``register`` is the caller's per-run choice, not the model's."""
-        return PreprocessConfig(target_spacing=tuple(self.target_spacing),
-                                clip_percentiles=tuple(self.normalization.get("clip_percentiles", (0.5, 99.5))),
-                                register=register, adc_normalization=str(self.normalization.get("adc", "zscore")))
+    @property
+    def target_spacing(self) -> tuple[float, float, float]:
+        """The network grid's spacing (x, y, z) in mm."""
+        return self.preprocess.target_spacing
 
-    @staticmethod
-    def normalization_for(config: PreprocessConfig) -> dict[str, Any]:
-        """The ``normalization`` entry that makes :meth:`preprocess_config` give back ``config`` (less ``register``)."""
-        return {"method": "percentile_zscore", "clip_percentiles": list(config.clip_percentiles),
-                "adc": config.adc_normalization}
+    def preprocess_config(self, register: bool | None = None) -> PreprocessConfig:
+        """The preprocessing the model was trained with, i.e. what its input values mean; ``register`` is the
+        caller's per-run choice, not the model's."""
+        return replace(self.preprocess, register=register)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field; a model that passes can be used without further checks."""
@@ -96,8 +91,8 @@ class ModelMetadata:
             raise ValueError(
                 f"channels {self.channels} do not match the network's {config.in_channels} input channels"
             )
-        if len(self.target_spacing) != 3 or not all(_positive_number(s) for s in self.target_spacing):
-            raise ValueError(f"target_spacing must be 3 positive numbers (mm), got {self.target_spacing!r}")
+        if not isinstance(self.preprocess, PreprocessConfig):
+            raise ValueError(f"preprocess must be a JSON object of preprocessing settings, got {self.preprocess!r}")
         if len(self.patch_size) != 3 or not all(_positive_int(p) for p in self.patch_size):
             raise ValueError(f"patch_size must be 3 positive integers (z, y, x), got {self.patch_size!r}")
         if any(p % config.required_divisor for p in self.patch_size):
@@ -109,10 +104,6 @@ class ModelMetadata:
             raise ValueError(f"threshold must lie strictly between 0 and 1, got {self.threshold!r}")
         if not _finite_number(self.min_lesion_mm3) or self.min_lesion_mm3 < 0:
             raise ValueError(f"min_lesion_mm3 must be a number >= 0, got {self.min_lesion_mm3!r}")
-        if not isinstance(self.normalization, dict):
-            raise ValueError(f"normalization must be a JSON object, got {self.normalization!r}")
-        if self.normalization.get("adc", "zscore") not in ADC_NORMALIZATIONS:
-            raise ValueError(f"normalization.adc must be one of {ADC_NORMALIZATIONS}, got {self.normalization['adc']!r}")
         if not isinstance(self.provenance, dict):
             raise ValueError(f"provenance must be a JSON object, got {self.provenance!r}")
         if not isinstance(self.description, str):
@@ -121,30 +112,24 @@ class ModelMetadata:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         data = asdict(self)
-        data["target_spacing"] = [float(s) for s in self.target_spacing]
+        data["preprocess"] = self.preprocess.to_dict()
         data["patch_size"] = [int(p) for p in self.patch_size]
         return data
 
     @classmethod
     def from_dict(cls, data: Any) -> ModelMetadata:
-        """Build and validate; raises ValueError (callers that read files turn it into ModelFileError)."""
-        if not isinstance(data, dict):
-            raise ValueError("metadata must be a JSON object")
+        """Build and validate, after :func:`.model_upgrade.upgrade_metadata` brought an earlier format version up to
+        this one; raises ValueError (callers that read files turn it into ModelFileError)."""
+        data = upgrade_metadata(data)
         known = {f.name for f in fields(cls)}
-        missing = [name for name in ("model_id", "network", "format_version") if name not in data]
-        if missing:
-            raise ValueError(f"metadata lacks {', '.join(missing)}")
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown metadata fields {', '.join(unknown)}")
-        version = data["format_version"]
-        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-            raise ValueError(
-                f"format version {version} is newer than this StrokeSeg supports ({FORMAT_VERSION}); update StrokeSeg"
-            )
-        for key in ("target_spacing", "patch_size", "channels"):
+        for key in ("patch_size", "channels"):
             if key in data and not isinstance(data[key], (list, tuple)):
                 raise ValueError(f"{key} must be a list, got {data[key]!r}")
+        if "preprocess" in data and not isinstance(data["preprocess"], dict):
+            raise ValueError(f"preprocess must be a JSON object, got {data['preprocess']!r}")
         meta = cls(**data)
         meta.validate()
         return meta

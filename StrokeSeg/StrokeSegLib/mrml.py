@@ -25,7 +25,8 @@ LESION_COLOR: tuple[float, float, float] = (1.0, 0.76, 0.16)
 # (category 49755003 "Morphologically Altered Structure", type 55641003 "Infarct") that the module loads at startup;
 # the segment's terminology entry names that context, serialised the way vtkSlicerTerminologiesModuleLogic does.
 TERMINOLOGY_FILE = (
-    Path(__file__).resolve().parents[1] / "Resources" / "Terminology" / "SegmentationCategoryTypeModifier-StrokeSeg.term.json"
+    Path(__file__).resolve().parents[1] / "Resources" / "Terminology"
+    / "SegmentationCategoryTypeModifier-StrokeSeg.term.json"
 )
 TERMINOLOGY_CONTEXT = "Segmentation category and type - StrokeSeg"
 LESION_TERMINOLOGY = (

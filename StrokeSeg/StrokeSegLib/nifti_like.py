@@ -37,7 +37,8 @@ def can_copy_header(image: sitk.Image, like: str | Path, out: str | Path) -> boo
 
 
 def write_nifti_like(image: sitk.Image, like: str | Path, out: str | Path) -> None:
-    """Write ``image``'s voxels into ``out`` with ``like``'s header (affines, codes, units); data type from ``image``."""
+    """Write ``image``'s voxels into ``out`` with ``like``'s header (affines, codes, units); data type from
+    ``image``."""
     source = nib.load(str(like))
     header = source.header.copy()
     data = np.ascontiguousarray(sitk.GetArrayViewFromImage(image).transpose(2, 1, 0))  # (z,y,x) -> NIfTI (i,j,k)

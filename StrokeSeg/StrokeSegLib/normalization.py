@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from .errors import AdcUnitWarning, InvalidImageError
+from .preprocess_config import ADC_NORMALIZATIONS  # noqa: F401  (re-exported)
 
 
 def normalize_channel(array: np.ndarray, mask: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> np.ndarray:
@@ -41,9 +42,6 @@ def normalize_channel(array: np.ndarray, mask: np.ndarray, lower: float = 0.5, u
     return out
 
 
-#: Ways of presenting the ADC to the network (``PreprocessConfig.adc_normalization``, stored in model files as
-#: ``normalization["adc"]``): "zscore" like the DWI (models from before physical ADC), or "physical".
-ADC_NORMALIZATIONS = ("zscore", "physical")
 
 #: ADC conventions seen in the wild, as (size of one stored unit in mm^2/s, plausible range of the brain's median ADC
 #: in that unit). Normal brain (tissue plus CSF) has a median ADC of about 0.7-1.2e-3 mm^2/s, so the three ranges

@@ -1,10 +1,11 @@
 """The StrokeSeg panel's run, without Qt: idle -> running -> (cancelling) -> idle, driven by a GUI timer.
 
 The module widget (``StrokeSeg.py``) only renders what this says: whether a run is active, the stage and fraction,
-and the outcome. Starting writes the inputs and starts ``strokeseg segment`` through :class:`~StrokeSegLib.jobs.ChildJob`
-(the launcher-safe runner); :meth:`SegmentationRun.poll` never blocks; :meth:`SegmentationRun.cancel` asks the child
-to stop and ends its process tree; :meth:`SegmentationRun.abort` (scene closing, module cleanup, Slicer quitting)
-ends it at once and returns to idle, so the panel never stays stuck on Cancel.
+and the outcome. Starting writes the inputs and starts ``strokeseg segment`` through
+:class:`~StrokeSegLib.jobs.ChildJob` (the launcher-safe runner); :meth:`SegmentationRun.poll` never blocks;
+:meth:`SegmentationRun.cancel` asks the child to stop and ends its process tree; :meth:`SegmentationRun.abort`
+(scene closing, module cleanup, Slicer quitting) ends it at once and returns to idle, so the panel never stays
+stuck on Cancel.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from .jobs import ChildJob
 from .logic import BackgroundSegmentation, StrokeSegLogic, summary_text
+from .options import SegmentOptions
 
 log = logging.getLogger("strokeseg")
 
@@ -57,12 +59,15 @@ class SegmentationRun:
     def python(self) -> str | None:
         return self._python() if callable(self._python) else self._python
 
-    def start(self, dwiVolumeNode: Any, adcVolumeNode: Any, outputSegmentationNode: Any = None,
-              **options: Any) -> list[str]:
-        """Write the inputs and start the child; returns its command. Raises (and leaves nothing behind) on failure."""
+    def start(self, dwiVolumeNode: Any, adcVolumeNode: Any, outputSegmentationNode: Any = None, *,
+              model: str | None = None, options: SegmentOptions | None = None, **choices: Any) -> list[str]:
+        """Write the inputs and start the child; returns its command. Raises (and leaves nothing behind) on failure.
+
+        ``options`` / ``choices``: see :meth:`~StrokeSegLib.logic.StrokeSegLogic.process`."""
         if self.active:
             raise RuntimeError("a segmentation is already running")
-        background = BackgroundSegmentation.prepare(dwiVolumeNode, adcVolumeNode, python=self.python(), **options)
+        background = BackgroundSegmentation.prepare(dwiVolumeNode, adcVolumeNode, model=model, options=options,
+                                                    python=self.python(), **choices)
         try:
             job = self._job_factory(background.command, background.environment, cancel_file=background.cancel_file)
             job.start()

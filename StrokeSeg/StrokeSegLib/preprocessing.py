@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 import SimpleITK as sitk
@@ -20,49 +19,11 @@ from .alignment import AlignmentResult, align_to_reference
 from .brain_mask import compute_brain_mask
 from .errors import GeometryError, InvalidImageError
 from .geometry import Grid, canonical_grid, resample_to_grid
-from .normalization import ADC_NORMALIZATIONS, normalize_adc_physical, normalize_channel
+from .normalization import normalize_adc_physical, normalize_channel
+from .preprocess_config import PreprocessConfig
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
 CHANNELS = ("DWI", "ADC")
-
-
-@dataclass
-class PreprocessConfig:
-    """Settings that change what the network sees; stored with a model so deployment matches training."""
-
-    target_spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
-    clip_percentiles: tuple[float, float] = (0.5, 99.5)
-    register: bool | None = None
-    #: "zscore": ADC clipped and z-scored inside the brain like the DWI (models from before physical ADC);
-    #: "physical": ADC in its detected unit, clipped and scaled in 10^-3 mm^2/s (see ``normalize_adc_physical``).
-    adc_normalization: str = "zscore"
-
-    def __post_init__(self) -> None:
-        spacing = np.broadcast_to(np.asarray(self.target_spacing, dtype=np.float64), (3,))
-        if not np.all(np.isfinite(spacing) & (spacing > 0)):
-            raise ValueError(f"target_spacing must be three positive numbers, got {self.target_spacing!r}")
-        lower, upper = (float(v) for v in self.clip_percentiles)
-        if not 0.0 <= lower < upper <= 100.0:
-            raise ValueError(f"clip_percentiles must satisfy 0 <= lower < upper <= 100, got {self.clip_percentiles!r}")
-        if self.register not in (None, True, False):
-            raise ValueError(f"register must be true, false or null, got {self.register!r}")
-        if self.adc_normalization not in ADC_NORMALIZATIONS:
-            raise ValueError(f"adc_normalization must be one of {ADC_NORMALIZATIONS}, got {self.adc_normalization!r}")
-        self.target_spacing = tuple(float(v) for v in spacing)  # type: ignore[assignment]
-        self.clip_percentiles = (lower, upper)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types (lists, floats, bool or None)."""
-        return {"target_spacing": list(self.target_spacing), "clip_percentiles": list(self.clip_percentiles),
-                "register": self.register, "adc_normalization": self.adc_normalization}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
-        """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys are refused (likely typos)."""
-        unknown = set(data) - {"target_spacing", "clip_percentiles", "register", "adc_normalization"}
-        if unknown:
-            raise ValueError(f"Unknown preprocessing settings: {sorted(unknown)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
 
 
 @dataclass

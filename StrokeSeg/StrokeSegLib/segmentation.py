@@ -5,7 +5,6 @@ that a number measured anywhere is the number a user gets.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,12 +16,12 @@ import torch
 
 from .atomic import write_json_atomic
 from .devices import INFERENCE_AMP, resolve_device
-from .errors import StrokeSegError
 from .geometry import Grid
 from .imageio import read_image, write_image
 from .input_checks import CheckedInputs, check_inputs, check_same_brain
 from .model_file import LoadedModel, load_model
 from .model_registry import resolve_model
+from .options import SegmentOptions
 from .postprocess import lesion_table, lesion_volume_ml, postprocess
 from .preprocessing import PreparedCase, prepare_case
 from .progress import CancelToken, ProgressCallback, check_cancel, report
@@ -30,31 +29,8 @@ from .sliding_window import sliding_window_predict
 
 ModelSpec = str | Path | LoadedModel | None
 
-
-@dataclass
-class SegmentOptions:
-    """User choices; ``None`` means "what the model file says"."""
-
-    device: str = "auto"
-    tta: bool = False
-    threshold: float | None = None
-    min_lesion_mm3: float | None = None
-    overlap: float = 0.5
-    batch_size: int | None = None
-    register: bool | None = None
-    #: Segment even when :mod:`.input_checks` find the input implausible; the findings go into the report.
-    force: bool = False
-
-    def check(self) -> None:
-        """Raise :class:`StrokeSegError` for a value no run can use, before any work (not after the prediction)."""
-        if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 < self.threshold < 1.0):
-            raise StrokeSegError(f"threshold must lie strictly between 0 and 1, got {self.threshold!r}")
-        if self.min_lesion_mm3 is not None and not (math.isfinite(self.min_lesion_mm3) and self.min_lesion_mm3 >= 0):
-            raise StrokeSegError(f"min_lesion_mm3 must be a number >= 0, got {self.min_lesion_mm3!r}")
-        if not (math.isfinite(self.overlap) and 0.0 <= self.overlap < 1.0):
-            raise StrokeSegError(f"overlap must lie in [0, 1), got {self.overlap!r}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise StrokeSegError(f"batch_size must be at least 1, got {self.batch_size!r}")
+__all__ = ["ModelSpec", "SegmentOptions", "SegmentationResult", "get_model", "segment_files", "segment_images",
+           "write_outputs"]
 
 
 @dataclass

@@ -13,9 +13,9 @@ spacing. Orientation letters (R, L, A, P) are printed on the picture.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk

@@ -1,6 +1,7 @@
 """``strokeseg-train bundle``: turn a trained model file into a bundled model of the extension.
 
-    strokeseg-train bundle --model RUN/fold_0/model.safetensors --id strokeseg-starter [--card-metrics report/summary.json]
+    strokeseg-train bundle --model RUN/fold_0/model.safetensors --id strokeseg-starter \
+        [--card-metrics report/summary.json]
 
 A trained run exports ``strokeseg-<run>-fold<k>``; the extension looks for its default model by id
 (``strokeseg-starter``) in ``StrokeSegLib/models/``. Bundling re-saves the same weights under the new id, merges extra

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from StrokeSegLib.errors import StrokeSegError
-from StrokeSegLib.normalization import ADC_NORMALIZATIONS
+from StrokeSegLib.network_config import NetworkConfig
+from StrokeSegLib.preprocess_config import PreprocessConfig
 
 from .sampler import FOREGROUND_SAMPLING
 
@@ -23,24 +24,9 @@ from .sampler import FOREGROUND_SAMPLING
 DEFAULT_PATCH_SIZE = (64, 96, 96)
 
 
-@dataclass
-class NetworkSection:
-    """Mirror of ``StrokeSegLib.network.NetworkConfig`` (kept here so the config has no import-time torch work)."""
-
-    features: tuple[int, ...] = (16, 32, 64, 128, 256)
-    deep_supervision: bool = True
-    negative_slope: float = 0.01
-
-
-@dataclass
-class PreprocessSection:
-    """Mirror of ``StrokeSegLib.preprocessing.PreprocessConfig``; part of the cache key."""
-
-    target_spacing: tuple[float, float, float] = (2.0, 2.0, 2.0)
-    clip_percentiles: tuple[float, float] = (0.5, 99.5)
-    register: bool | None = None
-    #: "physical" (ADC in detected units, scanner-independent) or "zscore" (like the DWI; older models).
-    adc_normalization: str = "physical"
+def _training_network() -> NetworkConfig:
+    """Training's network: the library's defaults, with deep supervision (the exported model drops its heads)."""
+    return NetworkConfig(deep_supervision=True)
 
 
 @dataclass
@@ -113,8 +99,12 @@ class OptimConfig:
 class TrainConfig:
     """Everything a training run depends on; saved into every checkpoint and exported model."""
 
-    network: NetworkSection = field(default_factory=NetworkSection)
-    preprocess: PreprocessSection = field(default_factory=PreprocessSection)
+    #: The network trained (``StrokeSegLib``'s own :class:`NetworkConfig`; the exported model drops the
+    #: deep-supervision heads); 2 input channels (DWI, ADC) and 1 output.
+    network: NetworkConfig = field(default_factory=_training_network)
+    #: The preprocessing (``StrokeSegLib``'s own :class:`PreprocessConfig`): stored as written in the exported model
+    #: file and part of the cache key.
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -151,11 +141,11 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Defaults overridden by ``data``; unknown keys raise :class:`StrokeSegError`."""
         return _build(cls, data, "config")
 
-    def with_overrides(self, **values: Any) -> "TrainConfig":
+    def with_overrides(self, **values: Any) -> TrainConfig:
         """Copy with top-level fields replaced (used by the CLI's --epochs and the tests)."""
         return dataclasses.replace(self, **values)
 
@@ -171,7 +161,8 @@ class TrainConfig:
         if not 0.0 <= self.foreground_fraction <= 1.0:
             problems.append("foreground_fraction must be within 0..1")
         if self.foreground_sampling not in FOREGROUND_SAMPLING:
-            problems.append(f"foreground_sampling must be one of {FOREGROUND_SAMPLING}, got {self.foreground_sampling!r}")
+            problems.append(f"foreground_sampling must be one of {FOREGROUND_SAMPLING}, "
+                            f"got {self.foreground_sampling!r}")
         if self.batch_size < 1 or self.iterations_per_epoch < 1 or self.epochs < 1:
             problems.append("batch_size, iterations_per_epoch and epochs must be at least 1")
         if not 0 <= self.average_last_epochs <= self.epochs:
@@ -183,9 +174,9 @@ class TrainConfig:
             problems.append(f"optim.scheduler must be 'plateau' or 'poly', got {self.optim.scheduler!r}")
         if self.loss.focal_convention not in ("inverse", "power"):
             problems.append("loss.focal_convention must be 'inverse' ((1-TI)^(1/gamma)) or 'power' ((1-TI)^gamma)")
-        if self.preprocess.adc_normalization not in ADC_NORMALIZATIONS:
-            problems.append(f"preprocess.adc_normalization must be one of {ADC_NORMALIZATIONS}, got "
-                            f"{self.preprocess.adc_normalization!r}")
+        if (self.network.in_channels, self.network.out_channels) != (2, 1):
+            problems.append("network.in_channels must be 2 (DWI, ADC) and network.out_channels 1 (lesion), got "
+                            f"{self.network.in_channels} and {self.network.out_channels}")
         if not isinstance(self.init_from, str):
             problems.append(f"init_from must be a model file path or model id (a string), got {self.init_from!r}")
         if self.cache_dtype not in ("float16", "float32"):
@@ -212,7 +203,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             values[name] = tuple(value)
         else:
             values[name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:  # the library's configs validate themselves
+        raise StrokeSegError(f"Invalid {where}: {exc}") from None
 
 
 def load_config(path: str | Path | None) -> TrainConfig:

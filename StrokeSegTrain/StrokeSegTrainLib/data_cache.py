@@ -30,9 +30,8 @@ from StrokeSegLib.atomic import write_json_atomic
 from StrokeSegLib.cases import Case
 from StrokeSegLib.geometry import Grid, resample_to_grid
 from StrokeSegLib.imageio import read_image, read_mask
+from StrokeSegLib.preprocess_config import PreprocessConfig
 from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, report
-
-from .config import PreprocessSection
 
 #: Part of every cache key; raised whenever ``prepare_case`` puts voxels elsewhere (2: canonical network grid).
 CACHE_FORMAT = 2
@@ -65,27 +64,18 @@ class CachedCase:
         return self.native_grid.image_from_array(np.ascontiguousarray(array))
 
 
-def preprocess_config(section: PreprocessSection) -> Any:
-    """The library's ``PreprocessConfig`` for these settings (imported late: it lands with the engine)."""
-    from StrokeSegLib.preprocessing import PreprocessConfig
-
-    return PreprocessConfig(target_spacing=tuple(section.target_spacing),
-                            clip_percentiles=tuple(section.clip_percentiles), register=section.register,
-                            adc_normalization=section.adc_normalization)
-
-
 def _file_identity(path: Path) -> dict[str, Any]:
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def cache_key(case: Case, section: PreprocessSection, dtype: str) -> str:
+def cache_key(case: Case, preprocess: PreprocessConfig, dtype: str) -> str:
     """Hex digest of everything a cache entry depends on."""
     if case.mask is None:
         raise ValueError(f"{case.case_id}: training cases need a mask")
     payload = {
         "format": CACHE_FORMAT,
-        "preprocess": dataclasses.asdict(section),
+        "preprocess": dataclasses.asdict(preprocess),
         "dtype": dtype,
         "files": [_file_identity(Path(p)) for p in (case.dwi, case.adc, case.mask)],
     }
@@ -100,13 +90,13 @@ def _brain_bbox(brain: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int
     return tuple(int(v) for v in coords.min(0)), tuple(int(v) + 1 for v in coords.max(0))  # type: ignore[return-value]
 
 
-def _prepare_arrays(case: Case, section: PreprocessSection, dtype: str) -> tuple[dict[str, np.ndarray], dict]:
+def _prepare_arrays(case: Case, preprocess: PreprocessConfig, dtype: str) -> tuple[dict[str, np.ndarray], dict]:
     """Run the deployment preprocessing on one case; return its arrays and grids."""
     from StrokeSegLib.preprocessing import prepare_case
 
     dwi = read_image(case.dwi, role="DWI")
     adc = read_image(case.adc, role="ADC")
-    prepared = prepare_case(dwi, adc, preprocess_config(section), dwi_path=case.dwi, adc_path=case.adc)
+    prepared = prepare_case(dwi, adc, preprocess, dwi_path=case.dwi, adc_path=case.adc)
     native_mask_image = read_mask(case.mask)
     native_grid = prepared.native_grid
     if Grid.of(native_mask_image) != native_grid:
@@ -130,7 +120,7 @@ def _prepare_arrays(case: Case, section: PreprocessSection, dtype: str) -> tuple
         "native_grid": dataclasses.asdict(native_grid),
         "brain_bbox": _brain_bbox(brain),
         "sources": {"dwi": str(case.dwi), "adc": str(case.adc), "mask": str(case.mask)},
-        "preprocess": dataclasses.asdict(section),
+        "preprocess": dataclasses.asdict(preprocess),
         "alignment": getattr(getattr(prepared, "alignment", None), "method", None),
     }
     return arrays, meta
@@ -140,14 +130,14 @@ def _safe_name(case_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in case_id)
 
 
-def build_entry(case: Case, cache_root: str | Path, section: PreprocessSection, dtype: str = "float32") -> Path:
+def build_entry(case: Case, cache_root: str | Path, preprocess: PreprocessConfig, dtype: str = "float32") -> Path:
     """Make sure the entry for ``case`` exists (building it when needed) and return its folder."""
     case_folder = Path(cache_root) / _safe_name(case.case_id)
-    key = cache_key(case, section, dtype)
+    key = cache_key(case, preprocess, dtype)
     entry = case_folder / key
     if (entry / "meta.json").is_file():
         return entry
-    arrays, meta = _prepare_arrays(case, section, dtype)
+    arrays, meta = _prepare_arrays(case, preprocess, dtype)
     case_folder.mkdir(parents=True, exist_ok=True)
     tmp = case_folder / f".{key}.tmp-{secrets.token_hex(4)}"
     tmp.mkdir()
@@ -180,7 +170,7 @@ def open_entry(folder: str | Path) -> CachedCase:
                       native_grid=Grid(**meta["native_grid"]), brain_bbox=(tuple(lo), tuple(hi)), **arrays)
 
 
-def build_cache(cases: list[Case], cache_root: str | Path, section: PreprocessSection, dtype: str = "float32",
+def build_cache(cases: list[Case], cache_root: str | Path, preprocess: PreprocessConfig, dtype: str = "float32",
                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
                 build: bool = True) -> list[CachedCase]:
     """Cached, memory-mapped versions of ``cases`` in the same order.
@@ -193,9 +183,9 @@ def build_cache(cases: list[Case], cache_root: str | Path, section: PreprocessSe
         check_cancel(cancel)
         report(progress, "Preprocessing cases", index / max(len(cases), 1))
         if build:
-            entry = build_entry(case, cache_root, section, dtype)
+            entry = build_entry(case, cache_root, preprocess, dtype)
         else:
-            entry = Path(cache_root) / _safe_name(case.case_id) / cache_key(case, section, dtype)
+            entry = Path(cache_root) / _safe_name(case.case_id) / cache_key(case, preprocess, dtype)
         opened.append(open_entry(entry))
     report(progress, "Preprocessing cases", 1.0)
     return opened

@@ -37,7 +37,9 @@ def read_case_csv(path: str | Path) -> list[Case]:
         values = {k: (row.get(k) or "").strip() for k in CSV_COLUMNS}
         if not values["dwi"] or not values["adc"]:
             raise InputFileError(f"line {line}: dwi and adc paths are required", path)
-        resolve = (lambda p: p if p.is_absolute() else path.parent / p)
+        def resolve(p: Path) -> Path:
+            return p if p.is_absolute() else path.parent / p
+
         mask = resolve(Path(values["mask"])) if values["mask"] else None
         try:
             cases.append(case_from_files(resolve(Path(values["dwi"])), resolve(Path(values["adc"])), mask,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,6 @@ from StrokeSegLib.model_file import ModelMetadata, save_model
 from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
 
 from .config import TrainConfig
-from .data_cache import preprocess_config
-
 
 #: State-dict prefix of the deep-supervision heads: trained, never exported (``AttentionUNet3D.aux_heads``).
 AUX_HEADS_PREFIX = "aux_heads."
@@ -27,15 +26,12 @@ AUX_HEADS_PREFIX = "aux_heads."
 
 def inference_network_config(config: TrainConfig) -> NetworkConfig:
     """The network a model file describes: the training network without its auxiliary heads."""
-    return NetworkConfig(in_channels=2, out_channels=1, features=tuple(config.network.features),
-                         deep_supervision=False, negative_slope=config.network.negative_slope)
+    return replace(config.network, deep_supervision=False)
 
 
 def training_network_config(config: TrainConfig) -> NetworkConfig:
     """The network as trained (with deep supervision when configured)."""
-    return NetworkConfig(in_channels=2, out_channels=1, features=tuple(config.network.features),
-                         deep_supervision=config.network.deep_supervision,
-                         negative_slope=config.network.negative_slope)
+    return config.network
 
 
 def inference_network(state_dict: dict[str, torch.Tensor], config: TrainConfig) -> AttentionUNet3D:
@@ -51,9 +47,8 @@ def export_model(state_dict: dict[str, torch.Tensor], config: TrainConfig, path:
                  provenance: dict[str, Any], description: str = "") -> Path:
     """Write ``path`` (safetensors + metadata) from trained weights and the run's provenance."""
     network = inference_network(state_dict, config)
-    preprocessing = preprocess_config(config.preprocess)
     provenance = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         **provenance,
@@ -62,8 +57,7 @@ def export_model(state_dict: dict[str, torch.Tensor], config: TrainConfig, path:
     metadata = ModelMetadata(
         model_id=model_id,
         network=network.config.to_dict(),
-        target_spacing=tuple(preprocessing.target_spacing),
-        normalization=ModelMetadata.normalization_for(preprocessing),
+        preprocess=config.preprocess,
         patch_size=tuple(config.patch_size),
         threshold=float(config.threshold),
         min_lesion_mm3=float(config.min_lesion_mm3),

@@ -20,7 +20,6 @@ from StrokeSegLib.model_file import ModelMetadata, load_model, read_metadata
 from StrokeSegLib.model_registry import resolve_model
 
 from .config import TrainConfig
-from .data_cache import preprocess_config
 from .export import AUX_HEADS_PREFIX, inference_network_config
 
 log = logging.getLogger("StrokeSegTrain")
@@ -32,7 +31,7 @@ def _differences(metadata: ModelMetadata, config: TrainConfig) -> list[str]:
     have, wanted = metadata.network_config.to_dict(), inference_network_config(config).to_dict()
     diffs += [f"network.{k}: model {have[k]!r}, configuration {v!r}" for k, v in wanted.items() if have[k] != v]
     trained = metadata.preprocess_config().to_dict()
-    wanted_pre = preprocess_config(config.preprocess).to_dict()
+    wanted_pre = config.preprocess.to_dict()
     for key in ("target_spacing", "clip_percentiles", "adc_normalization"):  # register is a per-run choice
         if trained[key] != wanted_pre[key]:
             diffs.append(f"{key}: model {trained[key]!r}, configuration {wanted_pre[key]!r}")

@@ -106,7 +106,8 @@ def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                loss_fn: torch.nn.Module, image: torch.Tensor, mask: torch.Tensor, config: TrainConfig,
-               device: torch.device, info: distributed.DistInfo = distributed.DistInfo()) -> torch.Tensor:
+               device: torch.device,
+               info: distributed.DistInfo = distributed.DistInfo()) -> torch.Tensor:  # noqa: B008 (frozen dataclass)
     """One optimisation step (autocast, scaled backward, clipping); returns the loss as a 0-d tensor on the device,
     NaN when the step was skipped. Nothing here waits for the GPU: callers read the losses once per epoch.
 

@@ -43,7 +43,7 @@ class WeightAverage:
         return {"count": self.count, "mean": dict(self.mean)}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> "WeightAverage":
+    def from_state(cls, state: dict[str, Any] | None) -> WeightAverage:
         average = cls()
         if state:
             average.count = int(state["count"])

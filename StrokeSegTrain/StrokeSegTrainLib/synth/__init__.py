@@ -6,7 +6,8 @@ shapes by mechanism), ``mimics`` (white-matter disease, old infarcts, T2 shine-t
 (normal cortex bright on DWI) -> ``mri_physics`` (S0 and S_b = S0 exp(-b ADC) per compartment) and ``artifacts``
 (bias, receive coil, susceptibility) -> ``geometry`` (oblique, permuted, anisotropic scanner grid) and
 ``acquisition`` (partial volume by supersampling, ``eddy`` misregistration of the b=0 image, Rician noise, ADC from
-the noisy signals, stripping, units and dtypes) -> ``generator`` (one case from (seed, index)) -> ``dataset`` (ISLES 2022
+the noisy signals, stripping, units and dtypes) -> ``generator`` (one case from (seed, index)) -> ``dataset``
+(ISLES 2022
 Zenodo tree + ``synth_manifest.json``), ``command`` (``strokeseg-train synth``), ``montage`` (PNG for eyeballing).
 
 Public entry points: ``generator.generate_case(seed, index, SynthConfig()) -> SynthCase(dwi, adc, mask, info)``,

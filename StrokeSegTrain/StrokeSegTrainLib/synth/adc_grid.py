@@ -25,7 +25,7 @@ def regrid_adc(adc: sitk.Image, rng: np.random.Generator) -> tuple[sitk.Image, d
                         for c in np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)])
     local = corners @ direction  # coordinates along the new axes
     lo, hi = local.min(axis=0), local.max(axis=0)
-    new_size = [int(np.ceil((h - l) / spacing)) + 1 for l, h in zip(lo, hi)]
+    new_size = [int(np.ceil((top - bottom) / spacing)) + 1 for bottom, top in zip(lo, hi)]
     origin = direction @ lo
     reference = sitk.Image(new_size, adc.GetPixelID())
     reference.SetSpacing((spacing,) * 3)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fields import AxisGrid, CoarseField, band_limited_noise, covering_grid, mean_gradient_per_mm, ramp
-from .shapes import boxed_sd as _boxed_sd, ellipsoid_sd, model_index_box, rotation_matrix, smooth_union
+from .shapes import boxed_sd as _boxed_sd
+from .shapes import ellipsoid_sd, model_index_box, rotation_matrix, smooth_union
 
 REGION_NONE, REGION_CEREBRUM, REGION_DEEP_GREY, REGION_CEREBELLUM, REGION_BRAINSTEM = 0, 1, 2, 3, 4
 
@@ -266,7 +267,8 @@ def envelope_parts(x, y, z, grid: AxisGrid, p: HeadParams, outer: bool = False) 
     uncut = cerebrum.copy() if outer else None
     cb_box = _index_box(grid, p, (-52, 20, -78), (52, 84, -26))
     bs_box = _index_box(grid, p, (-20, 0, -82), (20, 45, -8))
-    cerebellum = _boxed_sd(x, y, z, cb_box, lambda a, b, c: ellipsoid_sd(a, b, c, (0.0, 52.0, -52.0), (50.0, 30.0, 24.0)))
+    cerebellum = _boxed_sd(x, y, z, cb_box,
+                           lambda a, b, c: ellipsoid_sd(a, b, c, (0.0, 52.0, -52.0), (50.0, 30.0, 24.0)))
     brainstem = _boxed_sd(x, y, z, bs_box, lambda a, b, c: ellipsoid_sd(a, b, c, (0.0, 22.0, -45.0), (13.0, 13.0, 33.0),
                                                                         rotation_matrix(pitch_deg=-12)))
     cut_box = _index_box(grid, p, (-70, 8, -80), (70, 87, -10))
@@ -312,7 +314,8 @@ def build_anatomy(params: HeadParams, grid: AxisGrid, fields: AnatomyFields) -> 
     bs_box = _index_box(grid, p, (-20, 0, -82), (20, 45, -8))
     envelope = np.minimum(np.minimum(cerebrum, cerebellum), brainstem)
     region = np.full(shape, REGION_CEREBRUM, np.uint8)
-    region[cb_box][(cerebellum[cb_box] < cerebrum[cb_box]) & (cerebellum[cb_box] <= brainstem[cb_box])] = REGION_CEREBELLUM
+    in_cerebellum = (cerebellum[cb_box] < cerebrum[cb_box]) & (cerebellum[cb_box] <= brainstem[cb_box])
+    region[cb_box][in_cerebellum] = REGION_CEREBELLUM
     region[bs_box][(brainstem[bs_box] < cerebrum[bs_box]) & (brainstem[bs_box] < cerebellum[bs_box])] = REGION_BRAINSTEM
     depth = np.maximum(-envelope, 0.0)
     is_cer = region == REGION_CEREBRUM
@@ -326,7 +329,8 @@ def build_anatomy(params: HeadParams, grid: AxisGrid, fields: AnatomyFields) -> 
     box = _index_box(grid, p, (-fh - 4, -90, -50), (fh + 4, 90, 65))
     yb = y[box]
     arch = ramp((35.0 - np.abs(yb - 3.0)) / 8.0)  # the corpus callosum, an arch the fissure stops on
-    z_lim = np.float32(-45.0) * (1.0 - arch) + (np.float32(25.0) - np.float32(10.0 / 35.0 ** 2) * (yb - 3.0) ** 2) * arch
+    z_lim = (np.float32(-45.0) * (1.0 - arch)
+             + (np.float32(25.0) - np.float32(10.0 / 35.0 ** 2) * (yb - 3.0) ** 2) * arch)
     fissure = np.maximum(np.abs(x[box]) - fh, z_lim - z[box])
     _raise(paren, box, np.where(is_cer[box], -fissure, np.float32(-1e3)))
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator
 
 import SimpleITK as sitk
 
@@ -61,8 +61,9 @@ def _generate_and_write(job: tuple[int, int, SynthConfig, str]) -> dict:
 
 
 def iter_write(root: str | Path, cases: int, seed: int, workers: int = 1,
-               config: SynthConfig = SynthConfig()) -> Iterator[dict]:
+               config: SynthConfig | None = None) -> Iterator[dict]:
     """Generate and write cases 0..cases-1 (in order of index), ``workers`` processes at a time."""
+    config = config or SynthConfig()
     jobs = [(int(seed), i, config, str(root)) for i in range(int(cases))]
     if workers <= 1:
         for job in jobs:
@@ -72,9 +73,10 @@ def iter_write(root: str | Path, cases: int, seed: int, workers: int = 1,
         yield from pool.map(_generate_and_write, jobs, chunksize=1)
 
 
-def write_dataset(root: str | Path, cases: int, seed: int, workers: int = 1, config: SynthConfig = SynthConfig(),
+def write_dataset(root: str | Path, cases: int, seed: int, workers: int = 1, config: SynthConfig | None = None,
                   progress: Callable[[int, int], None] | None = None) -> Path:
     """Write a whole synthetic data set and its manifest; returns the manifest path."""
+    config = config or SynthConfig()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     entries = []

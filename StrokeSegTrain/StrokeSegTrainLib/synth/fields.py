@@ -15,7 +15,8 @@ from scipy import ndimage
 
 @dataclass(frozen=True)
 class AxisGrid:
-    """An axis-aligned grid: ``origin`` (x, y, z) mm of voxel (0, 0, 0), isotropic ``spacing`` mm, ``shape`` (z, y, x)."""
+    """An axis-aligned grid: ``origin`` (x, y, z) mm of voxel (0, 0, 0), isotropic ``spacing`` mm, ``shape``
+    (z, y, x)."""
 
     origin: tuple[float, float, float]
     spacing: float
@@ -114,7 +115,8 @@ def band_limited_noise(rng: np.random.Generator, covering: AxisGrid, wavelength_
 
 
 def mean_gradient_per_mm(field: CoarseField) -> float:
-    """Mean gradient magnitude of a one-channel field (1/mm): turns |value| into an approximate distance to its zeros."""
+    """Mean gradient magnitude of a one-channel field (1/mm): turns |value| into an approximate distance to its
+    zeros."""
     g = np.gradient(field.values, field.grid.spacing)
     return float(np.mean(np.sqrt(sum(c * c for c in g))))
 

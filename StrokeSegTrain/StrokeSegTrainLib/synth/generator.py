@@ -21,8 +21,14 @@ from .geometry import ScanGeometry, sample_geometry
 from .lesion_library import resolve_library
 from .lesions import VOLUME_RANGE_ML, render_lesions, sample_lesion_plan
 from .mimics import add_mimics
-from .mri_physics import (TissueChanges, add_regional_variation, add_texture, head_signals, sample_tissue_properties,
-                          synthesize_signals)
+from .mri_physics import (
+    TissueChanges,
+    add_regional_variation,
+    add_texture,
+    head_signals,
+    sample_tissue_properties,
+    synthesize_signals,
+)
 from .normal_variants import add_bright_cortex, add_symmetric_bright_cortex
 from .real_lesions import render_real_lesion
 

@@ -141,7 +141,8 @@ def build_library(folder: str | Path, atlas: str | Path | None = None) -> Lesion
         atlas = Path(atlas)
         atlas_image = sitk.ReadImage(str(atlas), sitk.sitkUInt16)
         groups = _read_atlas_groups(atlas.with_name(atlas.name.split(".")[0] + ".txt"))
-    chunks, offsets, shapes, origins, spacings, directions, territory, volumes, names = [], [0], [], [], [], [], [], [], []
+    chunks, offsets, shapes, origins, spacings, directions = [], [0], [], [], [], []
+    territory, volumes, names = [], [], []
     for path in _mask_files(folder):
         image = sitk.ReadImage(str(path))
         if image.GetDimension() != 3:

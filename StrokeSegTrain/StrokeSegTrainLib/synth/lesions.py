@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .anatomy import (REGION_BRAINSTEM, REGION_CEREBELLUM, REGION_CEREBRUM, REGION_DEEP_GREY, Anatomy)
+from .anatomy import REGION_BRAINSTEM, REGION_CEREBELLUM, REGION_CEREBRUM, REGION_DEEP_GREY, Anatomy
 from .fields import AxisGrid, band_limited_noise, ramp
 from .mri_physics import TissueChanges
 from .shapes import rotation_matrix
@@ -88,7 +88,8 @@ def sample_lesion_plan(rng: np.random.Generator, p_none: float = 0.1,
     other = lambda: h if rng.random() < 0.6 else -h  # noqa: E731  (emboli reach one or both hemispheres)
     spec = lambda kind, lo, hi, hemi=h: _spec(rng, kind, lo, hi, hemi, volume_range)  # noqa: E731
     if pattern == "lacunar":
-        lesions = [spec("lacune", 0.05, 2.0, other()) for _ in range(1 if rng.random() < 0.7 else int(rng.integers(2, 4)))]
+        count = 1 if rng.random() < 0.7 else int(rng.integers(2, 4))
+        lesions = [spec("lacune", 0.05, 2.0, other()) for _ in range(count)]
     elif pattern == "territorial":
         lesions = [spec("territorial", 1.0, 200.0)]
         if rng.random() < 0.4:

@@ -1,8 +1,8 @@
 """PNG montage of synthetic cases (DWI, ADC, mask outline on the slice with most lesion), to judge realism by eye."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import SimpleITK as sitk

@@ -61,7 +61,7 @@ class TissueChanges:
     lesion_t2: np.ndarray
 
     @classmethod
-    def none(cls, shape: tuple[int, int, int]) -> "TissueChanges":
+    def none(cls, shape: tuple[int, int, int]) -> TissueChanges:
         ones = np.ones(shape, np.float32)
         return cls(ones, ones.copy(), np.zeros(shape, np.float32), ones.copy(), ones.copy())
 

@@ -48,7 +48,8 @@ def model_to_mni(x: np.ndarray, y: np.ndarray, z: np.ndarray, mirror: bool) -> t
     return (-out[0], out[1], out[2]) if mirror else out
 
 
-def _read_mask(library: LesionLibrary, i: int, anat: Anatomy, mirror: bool) -> tuple[tuple[slice, ...], np.ndarray] | None:
+def _read_mask(library: LesionLibrary, i: int, anat: Anatomy,
+               mirror: bool) -> tuple[tuple[slice, ...], np.ndarray] | None:
     """Mask ``i`` read (trilinear) on the smallest box of the anatomy grid that holds it; None if it falls outside."""
     x, y, z = (np.broadcast_to(a, anat.grid.shape) for a in anat.model_xyz)
     # The box: anatomy voxels whose MNI position lies inside the crop's box (plus a voxel of margin).
