@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from train_fixtures import tiny_config, write_synthetic_root
+from train_fixtures import random_batch, tiny_config, write_synthetic_root
 
 from StrokeSegLib import devices
 from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
@@ -38,11 +38,7 @@ def _step_parts(amp: bool, network: torch.nn.Module):
 
 
 def _batch(nan: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    image = torch.randn(2, 2, *SHAPE, generator=generator)
-    mask = (torch.rand(2, 1, *SHAPE, generator=generator) > 0.8).float()
-    if nan:
-        image[0, 0, 0, 0, 0] = float("nan")
+    image, mask = random_batch(SHAPE, nan)
     return image.to(CUDA), mask.to(CUDA)
 
 

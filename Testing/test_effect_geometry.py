@@ -4,14 +4,14 @@ translation and a rotation, or on a grid other than the DWI's; it goes into a de
 invalidated when its inputs change; the progress value never goes back."""
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
+
+from scene_fixtures import vtk_matrix  # noqa: E402
 
 from StrokeSegLib import mrml  # noqa: E402
 from StrokeSegLib.effect_state import OverallProgress, PreviewKey  # noqa: E402
@@ -23,13 +23,6 @@ def matrix4(rotation_xyz=(0.0, 0.0, 0.0), spacing=(1.0, 1.0, 1.0), origin=(0.0, 
     m = np.eye(4)
     m[:3, :3] = np.array(sitk.Euler3DTransform((0, 0, 0), *rotation_xyz).GetMatrix()).reshape(3, 3) @ np.diag(spacing)
     m[:3, 3] = origin
-    return m
-
-
-def vtk_matrix(array: np.ndarray):
-    m = vtk.vtkMatrix4x4()
-    for r, c in itertools.product(range(4), range(4)):
-        m.SetElement(r, c, float(array[r, c]))
     return m
 
 

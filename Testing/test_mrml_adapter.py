@@ -14,6 +14,8 @@ import SimpleITK as sitk
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
+from scene_fixtures import vtk_matrix  # noqa: E402
+
 from StrokeSegLib import mrml  # noqa: E402
 from StrokeSegLib.errors import GeometryError, InvalidImageError  # noqa: E402
 
@@ -31,13 +33,6 @@ def ijk_to_ras(direction: np.ndarray, spacing, origin) -> np.ndarray:
     m = np.eye(4)
     m[:3, :3] = direction @ np.diag(spacing)
     m[:3, 3] = origin
-    return m
-
-
-def vtk_matrix(array: np.ndarray):
-    m = vtk.vtkMatrix4x4()
-    for r, c in itertools.product(range(4), range(4)):
-        m.SetElement(r, c, float(array[r, c]))
     return m
 
 

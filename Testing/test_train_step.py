@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from train_fixtures import run_forked, single_thread  # noqa: F401 (autouse fixture)
+from train_fixtures import random_batch, run_forked, single_thread  # noqa: F401 (autouse fixture)
 
 from StrokeSegLib import devices
 from StrokeSegLib.errors import StrokeSegError
@@ -34,12 +34,7 @@ def _parts(amp: bool = False, fused: bool | None = None, seed: int = 0):
 
 
 def _batch(nan: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    image = torch.randn(2, 2, *SHAPE, generator=generator)
-    mask = (torch.rand(2, 1, *SHAPE, generator=generator) > 0.8).float()
-    if nan:
-        image[0, 0, 0, 0, 0] = float("nan")
-    return image, mask
+    return random_batch(SHAPE, nan)
 
 
 def _weights(network: torch.nn.Module) -> list[torch.Tensor]:

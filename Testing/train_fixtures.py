@@ -81,3 +81,15 @@ def run_forked(function: Callable[..., None], args: tuple[Any, ...], processes: 
                 if process.is_alive():
                     process.kill()
             pytest.fail(f"the {processes} processes did not finish within {timeout_s:.0f} s")
+
+
+def random_batch(shape: tuple[int, int, int], nan: bool = False):
+    """A fixed random (image, mask) training batch of two 2-channel patches; ``nan`` puts one NaN in the image."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    image = torch.randn(2, 2, *shape, generator=generator)
+    mask = (torch.rand(2, 1, *shape, generator=generator) > 0.8).float()
+    if nan:
+        image[0, 0, 0, 0, 0] = float("nan")
+    return image, mask
