@@ -53,11 +53,11 @@ def test_library_keeps_each_mask_exactly_and_loads_without_pickle(tmp_path: Path
         full = sitk.GetArrayFromImage(source)
         crop = again.mask(i)
         assert crop.sum() == full.sum() and crop.shape == tuple(again.shapes[i])
-        # the crop's first voxel sits where the bounding box starts in physical space
-        first = np.argwhere(full)[0]
+        # the crop's first voxel sits where the bounding box starts in physical space, and holds the same voxels
         lo = np.argwhere(full).min(axis=0)
         assert np.allclose(again.origins[i], source.TransformIndexToPhysicalPoint([int(v) for v in lo[::-1]]))
-        assert full[tuple(first)] == 1
+        hi = lo + np.array(crop.shape)
+        assert np.array_equal(crop, full[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
         assert again.volume_ml[i] == pytest.approx(full.sum() * 8.0 / 1000.0)
     assert (ndimage.label(again.mask(1), structure=np.ones((3, 3, 3)))[1]) == 2
 
@@ -142,6 +142,21 @@ def test_user_masks_folder_is_used_by_the_cli(tmp_path: Path):
     assert manifest["cases"][0]["lesions"][0]["source"] == ["my_patient"]
     mask = sitk.ReadImage(str(case_paths(out, manifest["cases"][0]["case_id"])["mask"]))
     assert sitk.GetArrayViewFromImage(mask).sum() > 0
+
+
+def test_a_masks_folder_is_read_once_per_process(tmp_path: Path, monkeypatch):
+    from StrokeSegTrainLib.synth import lesion_library
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    _mni_mask(folder / "one.nii.gz", (35.0, 10.0, 10.0), 12.0)
+    builds = []
+    real_build = lesion_library.build_library
+    monkeypatch.setattr(lesion_library, "build_library", lambda *a: builds.append(a) or real_build(*a))
+    config = SynthConfig(**REAL, lesion_library=str(folder))
+    cases = [generate_case(5, i, config) for i in range(2)]
+    assert all(c.info["lesions"][0]["source"] == ["one"] for c in cases)
+    assert len(builds) == 1
 
 
 @pytest.mark.parametrize("content, message", [({"p_real": 0.5}, "unknown generator settings"),

@@ -12,14 +12,14 @@ import SimpleITK as sitk
 
 from .acquisition import ADC_UNITS, AcquiredCase, acquire, sample_acquisition
 from .adc_grid import regrid_adc
-from .anatomy import BRAIN_BOX_MODEL, anatomy_box, build_anatomy, draw_fields, sample_head
+from .anatomy import BRAIN_BOX_MODEL, Anatomy, anatomy_box, build_anatomy, draw_fields, sample_head
 from .artifacts import BiasField, ReceiveCoilProfile, susceptibility_gain
 from .eddy import sample_eddy_misregistration
 from .extracranial import build_head
 from .fields import AxisGrid, covering_grid
 from .geometry import ScanGeometry, sample_geometry
 from .lesion_library import resolve_library
-from .lesions import VOLUME_RANGE_ML, render_lesions, sample_lesion_plan
+from .lesions import VOLUME_RANGE_ML, LesionPlan, render_lesions, sample_lesion_plan
 from .mimics import add_mimics
 from .mri_physics import (
     TissueChanges,
@@ -94,7 +94,8 @@ def _visible_grid(box: tuple[np.ndarray, np.ndarray], geom: ScanGeometry, spacin
     return covering_grid(lo, np.maximum(hi, lo + 2 * spacing), spacing)
 
 
-def _render(plan, anat, changes, rngs: dict, config: SynthConfig) -> tuple[list[dict], str]:
+def _render(plan: LesionPlan, anat: Anatomy, changes: TissueChanges, rngs: dict[str, np.random.Generator],
+            config: SynthConfig) -> tuple[list[dict], str]:
     """The case's lesions: a real library mask for a share ``p_real_lesions`` of lesion cases, else the plan's
     procedural lesions; returns their descriptions and the pattern name."""
     real_rng = rngs["real"]

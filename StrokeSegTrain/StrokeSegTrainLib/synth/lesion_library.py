@@ -86,10 +86,6 @@ def load_library(path: str | Path) -> LesionLibrary:
         return LesionLibrary(**{k: data[k] for k in LesionLibrary.__dataclass_fields__})
 
 
-@lru_cache(maxsize=4)
-def cached_library(path: str) -> LesionLibrary:
-    """:func:`load_library`, once per process (generator workers place many lesions from one library)."""
-    return load_library(path)
 
 
 def _mask_files(folder: Path) -> list[Path]:
@@ -173,10 +169,12 @@ def build_library(folder: str | Path, atlas: str | Path | None = None) -> Lesion
 
 
 def resolve_library(source: str | Path | None) -> LesionLibrary:
-    """The bundled library (``None``), a library ``.npz``, or a folder of a user's own MNI-space masks."""
-    if source is None:
-        return cached_library(str(BUNDLED_LIBRARY))
-    source = Path(source)
-    if source.is_dir():
-        return build_library(source)
-    return cached_library(str(source))
+    """The bundled library (``None``), a library ``.npz``, or a folder of a user's own MNI-space masks; read (or
+    built) once per process, since the generator places a lesion from it in every case."""
+    return _library_at(str(BUNDLED_LIBRARY if source is None else source))
+
+
+@lru_cache(maxsize=4)
+def _library_at(source: str) -> LesionLibrary:
+    path = Path(source)
+    return build_library(path) if path.is_dir() else load_library(path)
