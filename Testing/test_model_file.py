@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from StrokeSegLib.errors import ModelFileError
 from StrokeSegLib.model_file import (
+    ENSEMBLE_FORMAT_VERSION,
     FORMAT_VERSION,
     LoadedModel,
     ModelMetadata,
@@ -159,7 +160,7 @@ def _with_metadata(tmp_path: Path, data, tensors=None) -> Path:
 
 
 def test_newer_format_version_refused(tmp_path: Path) -> None:
-    data = _metadata().to_dict() | {"format_version": FORMAT_VERSION + 1}
+    data = _metadata().to_dict() | {"format_version": ENSEMBLE_FORMAT_VERSION + 1}
     with pytest.raises(ModelFileError, match="newer than this StrokeSeg supports"):
         load_model(_with_metadata(tmp_path, data))
 

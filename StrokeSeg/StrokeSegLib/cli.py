@@ -148,10 +148,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from . import model_registry as registry
 
+    if args.action == "ensemble":
+        return _make_ensemble(args)
+    if args.out is not None or args.name is not None:
+        raise StrokeSegError(f"strokeseg models {args.action} takes no --out or --name (those are for ensemble)")
     if args.action == "import":
-        if not args.file:
-            raise StrokeSegError("strokeseg models import needs a model file")
-        entry = registry.import_model(args.file, replace=args.replace)
+        if len(args.files) != 1:
+            raise StrokeSegError("strokeseg models import needs exactly one model file")
+        entry = registry.import_model(args.files[0], replace=args.replace)
         print(f"imported {entry.model_id} -> {entry.path}")
         return 0
     if args.action == "verify":
@@ -166,8 +170,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     for entry in entries:
         meta = entry.metadata
         detail = "UNREADABLE HEADER" if meta is None else f"spacing={list(meta.target_spacing)}"
+        if meta is not None and meta.members:
+            detail += f"\tensemble of {len(meta.members)}"
         print(f"{entry.model_id}\t{entry.source}\t{'checksum ok' if entry.sha256_ok else 'CHECKSUM MISMATCH'}\t"
               f"{detail}\t{entry.path}")
+    return 0
+
+
+def _make_ensemble(args: argparse.Namespace) -> int:
+    from .ensemble import build_ensemble
+
+    if not args.files or args.out is None or args.name is None:
+        raise StrokeSegError("usage: strokeseg models ensemble MEMBER [MEMBER ...] --out FILE.safetensors --name ID "
+                             "(members: model files or installed model ids)")
+    path = build_ensemble(args.files, args.out, args.name)
+    print(f"wrote ensemble {args.name} of {len(args.files)} model(s) -> {path}; install it with "
+          f"`strokeseg models import {path}`")
     return 0
 
 
@@ -214,10 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="report folder (metrics.csv, summary.json, PNG plots)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("models", help="list, import or verify models")
-    p.add_argument("action", nargs="?", default="list", choices=["list", "import", "verify"])
-    p.add_argument("file", nargs="?", default=None)
+    p = sub.add_parser("models", help="list, import or verify models, or build an ensemble of models")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "import", "verify", "ensemble"])
+    p.add_argument("files", nargs="*", metavar="MODEL",
+                   help="import: the model file; ensemble: the member models (files or installed ids)")
     p.add_argument("--replace", action="store_true", help="import over an installed model with the same id")
+    p.add_argument("--out", default=None, help="ensemble: the ensemble file to write (.safetensors)")
+    p.add_argument("--name", default=None, help="ensemble: its model id")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", help="the README's main job on a built-in default")

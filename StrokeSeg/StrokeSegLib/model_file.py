@@ -8,6 +8,9 @@ and describes models without loading PyTorch into Slicer's process; only saving 
 
 Earlier format versions are read through :func:`.model_upgrade.upgrade_metadata`, the one place that knows them.
 
+An ensemble file (:mod:`.ensemble`) is the same kind of file: one metadata block shared by all members (network shape,
+preprocessing, patch size, threshold) plus a ``members`` list, and each member's tensors under ``members.<i>.``.
+
 Why the metadata lives inside the file: the network shape, the preprocessing (spacing, normalisation), the patch size
 and the calibrated threshold belong to the weights; a separate sidecar could be lost or mismatched.
 """
@@ -23,26 +26,35 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_path
 from .errors import ModelFileError
-from .model_upgrade import FORMAT_VERSION, upgrade_metadata  # FORMAT_VERSION: see model_upgrade
+from .model_upgrade import (  # the versions: see model_upgrade
+    ENSEMBLE_FORMAT_VERSION,
+    FORMAT_VERSION,
+    upgrade_metadata,
+)
 from .network_config import NetworkConfig
 from .preprocess_config import PreprocessConfig
 
 if TYPE_CHECKING:  # torch is imported only to save or load weights: reading the header needs none
     import torch
 
+    from .ensemble import EnsembleNetwork
     from .network import AttentionUNet3D
 
 METADATA_KEY = "strokeseg"
 MODEL_SUFFIX = ".safetensors"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors reference limit; real headers are a few kB
 _NOT_SAFETENSORS = "not a StrokeSeg model file (safetensors expected)"
+_SHA256_HEX = frozenset("0123456789abcdef")
+MEMBER_FIELDS = ("model_id", "file_sha256", "weights_sha256")
 
 
 @dataclass
 class ModelMetadata:
     """What a model file says about itself. ``patch_size`` is (z, y, x) voxels; ``preprocess`` is the preprocessing the
     network was trained with (its ``target_spacing`` is (x, y, z) mm as SimpleITK orders spacing); ``threshold`` and
-    ``min_lesion_mm3`` are the calibrated post-processing defaults."""
+    ``min_lesion_mm3`` are the calibrated post-processing defaults. ``members`` is empty for a single model; for an
+    ensemble it lists each member as ``{"model_id", "file_sha256", "weights_sha256"}`` (the id and checksum of the file
+    it came from, and :func:`.ensemble.weights_sha256` of its tensors as stored here)."""
 
     model_id: str
     network: dict[str, Any]
@@ -54,6 +66,7 @@ class ModelMetadata:
     min_lesion_mm3: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    members: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.network, NetworkConfig):
@@ -77,6 +90,11 @@ class ModelMetadata:
         """The preprocessing the model was trained with, i.e. what its input values mean; ``register`` is the
         caller's per-run choice, not the model's."""
         return replace(self.preprocess, register=register)
+
+    @property
+    def member_count(self) -> int:
+        """How many networks the file holds: 1 for a single model."""
+        return len(self.members) or 1
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field; a model that passes can be used without further checks."""
@@ -108,12 +126,15 @@ class ModelMetadata:
             raise ValueError(f"provenance must be a JSON object, got {self.provenance!r}")
         if not isinstance(self.description, str):
             raise ValueError("description must be a string")
+        _validate_members(self.members, self.format_version)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
         data = asdict(self)
         data["preprocess"] = self.preprocess.to_dict()
         data["patch_size"] = [int(p) for p in self.patch_size]
+        if not self.members:  # a single model's metadata stays exactly what it was before ensembles existed
+            del data["members"]
         return data
 
     @classmethod
@@ -125,7 +146,7 @@ class ModelMetadata:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown metadata fields {', '.join(unknown)}")
-        for key in ("patch_size", "channels"):
+        for key in ("patch_size", "channels", "members"):
             if key in data and not isinstance(data[key], (list, tuple)):
                 raise ValueError(f"{key} must be a list, got {data[key]!r}")
         if "preprocess" in data and not isinstance(data["preprocess"], dict):
@@ -133,6 +154,25 @@ class ModelMetadata:
         meta = cls(**data)
         meta.validate()
         return meta
+
+
+def _validate_members(members: Any, format_version: int) -> None:
+    if not isinstance(members, list):
+        raise ValueError(f"members must be a list, got {members!r}")
+    if members and format_version != ENSEMBLE_FORMAT_VERSION:
+        raise ValueError(f"it lists ensemble members but has format_version {format_version} (an ensemble file is "
+                         f"version {ENSEMBLE_FORMAT_VERSION})")
+    if not members and format_version == ENSEMBLE_FORMAT_VERSION:
+        raise ValueError(f"format_version {ENSEMBLE_FORMAT_VERSION} is an ensemble file but it lists no members")
+    for i, member in enumerate(members):
+        if not isinstance(member, dict) or sorted(member) != sorted(MEMBER_FIELDS):
+            raise ValueError(f"members[{i}] must be an object with exactly {', '.join(MEMBER_FIELDS)}, got {member!r}")
+        if not isinstance(member["model_id"], str) or not member["model_id"]:
+            raise ValueError(f"members[{i}].model_id must be a non-empty string")
+        for key in ("file_sha256", "weights_sha256"):
+            digest = member[key]
+            if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+                raise ValueError(f"members[{i}].{key} must be 64 lower-case hex digits, got {digest!r}")
 
 
 def _finite_number(value: Any) -> bool:
@@ -149,9 +189,10 @@ def _positive_int(value: Any) -> bool:
 
 @dataclass
 class LoadedModel:
-    """A ready network (eval mode, on the requested device) with its metadata and the file's checksum."""
+    """A ready network (eval mode, on the requested device) with its metadata and the file's checksum; for an ensemble
+    file the network is an :class:`.ensemble.EnsembleNetwork` holding every member."""
 
-    network: AttentionUNet3D
+    network: AttentionUNet3D | EnsembleNetwork
     metadata: ModelMetadata
     sha256: str
     path: Path
@@ -166,8 +207,9 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(path: str | Path, network: AttentionUNet3D, metadata: ModelMetadata) -> Path:
-    """Write weights + metadata atomically. The metadata's network config must be the network's own."""
+def save_model(path: str | Path, network: AttentionUNet3D | EnsembleNetwork, metadata: ModelMetadata) -> Path:
+    """Write weights + metadata atomically. The metadata's network config must be the network's own (an ensemble's
+    is its members'; its tensors are named ``members.<i>.`` by the module structure)."""
     from safetensors.torch import save_file
 
     metadata.validate()
@@ -176,6 +218,9 @@ def save_model(path: str | Path, network: AttentionUNet3D, metadata: ModelMetada
         raise ValueError("save_model expects an AttentionUNet3D (a network with a NetworkConfig .config)")
     if metadata.network_config != config:
         raise ValueError(f"metadata.network {metadata.network} does not describe this network {config.to_dict()}")
+    held = len(getattr(network, "members", ())) or 1
+    if held != metadata.member_count:
+        raise ValueError(f"the metadata lists {metadata.member_count} member(s), the network holds {held}")
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in network.state_dict().items()}
     header = {METADATA_KEY: json.dumps(metadata.to_dict(), sort_keys=True)}
     target = Path(path)
@@ -228,13 +273,13 @@ def read_metadata(path: str | Path) -> ModelMetadata:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the network from the metadata and load the weights strictly; never unpickles anything. Weights with
-    NaN/inf are refused."""
+    """Rebuild the network (every member of an ensemble) from the metadata and load the weights strictly; never
+    unpickles anything. Weights with NaN/inf are refused, and so is an ensemble member whose tensors are missing or
+    differ from the checksum recorded for them."""
     import torch
     from safetensors.torch import load_file
 
     from .devices import resolve_device
-    from .network import AttentionUNet3D
 
     path = Path(path)
     metadata = read_metadata(path)
@@ -250,13 +295,26 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
             f"the weights contain NaN or infinite values ({shown}); such a model would output nothing (or anything)",
             path,
         )
-    network = AttentionUNet3D(metadata.network_config)
+    if metadata.members:
+        from .ensemble import ensemble_from_tensors
+
+        network: AttentionUNet3D | EnsembleNetwork = ensemble_from_tensors(tensors, metadata, path)
+    else:
+        network = network_from_tensors(tensors, metadata.network_config, path)
+    network.to(target).eval()
+    return LoadedModel(network=network, metadata=metadata, sha256=file_sha256(path), path=path)
+
+
+def network_from_tensors(tensors: dict[str, torch.Tensor], config: NetworkConfig, path: Path,
+                         what: str = "the weights") -> AttentionUNet3D:
+    """A network of ``config`` holding exactly ``tensors``; ModelFileError (naming ``path`` and ``what``) otherwise."""
+    from .network import AttentionUNet3D
+
+    network = AttentionUNet3D(config)
     try:
         network.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
-        raise ModelFileError(
-            f"the weights do not match the network described in the metadata: {detail[:600]}", path
-        ) from None
-    network.to(target).eval()
-    return LoadedModel(network=network, metadata=metadata, sha256=file_sha256(path), path=path)
+        raise ModelFileError(f"{what} do not match the network described in the metadata: {detail[:600]}",
+                             path) from None
+    return network

@@ -125,7 +125,8 @@ def _verify(entry: ModelEntry) -> tuple[bool, str]:
     return True, "ok"
 
 
-def _check_model_id(model_id: str, path: Path) -> None:
+def check_model_id(model_id: str, path: Path) -> None:
+    """Refuse (naming ``path``) an id that cannot be a file name in the models folder."""
     if not _MODEL_ID.match(model_id):
         raise ModelFileError(
             f"model_id {model_id!r} cannot be used as a file name (letters, digits, '.', '_', '-' only)", path
@@ -139,7 +140,7 @@ def import_model(path: str | Path, replace: bool = False) -> ModelEntry:
     source = Path(path)
     loaded = load_model(source)
     model_id = loaded.metadata.model_id
-    _check_model_id(model_id, source)
+    check_model_id(model_id, source)
     if _is_bundled_id(model_id):
         raise StrokeSegError(
             f"model_id '{model_id}' is the id of a model bundled with StrokeSeg; an imported model may not replace it "

@@ -7,6 +7,10 @@ Version history (``format_version`` in the metadata):
    ADC). The bundled starter model is such a file.
 2. ``preprocess``: the :class:`~StrokeSegLib.preprocess_config.PreprocessConfig` the model was trained with, as
    written by training.
+3. As 2, plus ``members``: an ensemble file (:mod:`StrokeSegLib.ensemble`) whose tensors are stored per member under
+   ``members.<i>.``. Only ensembles are written at version 3; a single model is still written at version 2, so its
+   file is byte-for-byte what it was before ensembles existed and older StrokeSeg versions keep reading it, while an
+   older StrokeSeg refuses an ensemble with "newer than this StrokeSeg supports" instead of a confusing tensor error.
 
 Reading never rewrites a file (its checksum stays valid); a file newer than this StrokeSeg is refused.
 """
@@ -14,12 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The version a single-model file is written in.
 FORMAT_VERSION = 2
+#: The version an ensemble file is written in; also the newest version this StrokeSeg reads.
+ENSEMBLE_FORMAT_VERSION = 3
 
 
 def upgrade_metadata(data: Any) -> dict[str, Any]:
-    """A copy of a model file's metadata at :data:`FORMAT_VERSION`; raises ValueError for metadata no version
-    describes (the caller names the file)."""
+    """A copy of a model file's metadata at :data:`FORMAT_VERSION` (:data:`ENSEMBLE_FORMAT_VERSION` for an ensemble);
+    raises ValueError for metadata no version describes (the caller names the file)."""
     if not isinstance(data, dict):
         raise ValueError("metadata must be a JSON object")
     missing = [name for name in ("model_id", "network", "format_version") if name not in data]
@@ -28,10 +35,9 @@ def upgrade_metadata(data: Any) -> dict[str, Any]:
     version = data["format_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"format_version must be a positive integer, got {version!r}")
-    if version > FORMAT_VERSION:
-        raise ValueError(
-            f"format version {version} is newer than this StrokeSeg supports ({FORMAT_VERSION}); update StrokeSeg"
-        )
+    if version > ENSEMBLE_FORMAT_VERSION:
+        raise ValueError(f"format version {version} is newer than this StrokeSeg supports "
+                         f"({ENSEMBLE_FORMAT_VERSION}); update StrokeSeg")
     data = dict(data)
     if version == 1:
         data = _from_version_1(data)

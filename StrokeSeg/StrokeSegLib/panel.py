@@ -158,6 +158,8 @@ def model_choices() -> tuple[list[tuple[str, str]], str | None]:
     choices = []
     for entry in entries:
         label = entry.model_id if entry.sha256_ok else f"{entry.model_id} (CHECKSUM MISMATCH)"
+        if entry.metadata is not None and entry.metadata.members:
+            label += f" (ensemble of {len(entry.metadata.members)})"
         choices.append((f"{label} [{entry.source}]", str(entry.path)))
     default = next((str(e.path) for e in entries if e.model_id == DEFAULT_MODEL_ID), None)
     return choices, default

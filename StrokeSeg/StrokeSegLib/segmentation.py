@@ -181,6 +181,8 @@ def finish_prediction(
         "input_checks": inputs.checked.report(forced=options.force),
         "timings": timings,
     }
+    if meta.members:  # an ensemble: which models were averaged
+        result_report["model_members"] = [dict(m) for m in meta.members]
     return SegmentationResult(mask=mask, probability=probability, report=result_report)
 
 

@@ -6,6 +6,10 @@ users run this on laptops and shared GPUs, and running out of GPU memory should 
 
 The loop avoids needless copies: the image moves to the device once, accumulators are preallocated there in float32,
 and each window's weighted probabilities are added in place into views of them.
+
+An ensemble (:class:`.ensemble.EnsembleNetwork`) runs each window batch through every member; the members' sigmoid
+probabilities are averaged (with the mirror flips, when asked) before the Gaussian weighting, so everything after that
+is what a single model gets. A single model's arithmetic is unchanged.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .devices import autocast_context
+from .ensemble import member_networks
 from .errors import StrokeSegError
 from .progress import CancelToken, ProgressCallback, check_cancel, report
 
@@ -100,15 +105,25 @@ def _forward(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 def _predict_batch(
     network: nn.Module, batch: torch.Tensor, gauss: torch.Tensor, device: torch.device, amp: bool, mirror_tta: bool
 ) -> torch.Tensor:
-    """Gaussian-weighted sigmoid probabilities (float32) of one batch of windows, averaged over the mirror flips when
-    asked. The result is an inference tensor: only read it."""
+    """Gaussian-weighted sigmoid probabilities (float32) of one batch of windows, averaged over the ensemble members
+    and the mirror flips when there are several. The result is an inference tensor: only read it."""
     flips = _FLIP_AXES if mirror_tta else _FLIP_AXES[:1]
+    members = member_networks(network)
+    count = len(flips) * len(members)
     total: torch.Tensor | None = None
     with torch.inference_mode():
         for axes in flips:
-            with autocast_context(device, amp):
-                logits = _forward(network, batch.flip(axes) if axes else batch)
-            probs = torch.sigmoid(logits.float())
+            view = batch.flip(axes) if axes else batch
+            probs: torch.Tensor | None = None
+            for member in members:
+                with autocast_context(device, amp):
+                    logits = _forward(member, view)
+                member_probs = torch.sigmoid(logits.float())
+                if probs is None:
+                    probs = member_probs
+                else:
+                    probs += member_probs
+            assert probs is not None
             if axes:
                 probs = probs.flip(axes)
             if total is None:
@@ -116,7 +131,7 @@ def _predict_batch(
             else:
                 total += probs
         assert total is not None
-        total.mul_(gauss if len(flips) == 1 else gauss / len(flips))
+        total.mul_(gauss if count == 1 else gauss / count)
     return total
 
 

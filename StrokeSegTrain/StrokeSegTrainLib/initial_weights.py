@@ -44,7 +44,12 @@ def check_initial_weights(config: TrainConfig) -> Path:
     Raises :class:`StrokeSegError` (naming the file) when the model cannot serve as a starting point.
     """
     path = resolve_model(config.init_from)
-    diffs = _differences(read_metadata(path), config)
+    metadata = read_metadata(path)
+    if metadata.members:
+        ids = ", ".join(m["model_id"] for m in metadata.members)
+        raise StrokeSegError(f"cannot fine-tune from an ensemble of {len(metadata.members)} models ({ids}): training "
+                             "starts from one network; pass one member's model file instead", path)
+    diffs = _differences(metadata, config)
     if diffs:
         raise StrokeSegError("cannot fine-tune from this model, it does not match the training configuration: "
                              + "; ".join(diffs), path)
