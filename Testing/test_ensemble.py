@@ -47,7 +47,7 @@ def pair(members: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -
 
 def _image(seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn((2, 40, 36, 44), generator=generator)
+    return torch.randn((2, 36, 32, 40), generator=generator)
 
 
 @pytest.mark.parametrize("tta", [False, True])
@@ -260,3 +260,21 @@ def test_fine_tuning_from_an_ensemble_is_refused_naming_the_file(pair) -> None:
 
     with pytest.raises(StrokeSegError, match=r"pair\.safetensors.*ensemble of 2 models \(member-a, member-b\)"):
         check_initial_weights(tiny_config(init_from=str(pair)))
+
+
+def test_out_of_memory_halving_runs_every_member_at_the_smaller_batch() -> None:
+    from test_sliding_window import FakeOOM, Pointwise, _direct
+
+    from StrokeSegLib.network_config import NetworkConfig
+
+    first, second = FakeOOM(limit=1), Pointwise()
+    with torch.no_grad():
+        second.conv.weight.mul_(-2.0)
+    for member in (first, second):
+        member.config = NetworkConfig(features=(4, 8))  # what EnsembleNetwork and the window checks read
+    ensemble = EnsembleNetwork([first, second])
+    image = torch.randn(2, 24, 16, 16)
+    with pytest.warns(ResourceWarning, match="batch size 1"):
+        out = sliding_window_predict(ensemble, image, (8, 8, 8), batch_size=4)
+    assert first.batch_sizes[:3] == [-4, -2, 1] and set(second.batch_sizes) == {1}
+    torch.testing.assert_close(out, (_direct(first, image) + _direct(second, image)) / 2, rtol=1e-5, atol=1e-6)

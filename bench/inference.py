@@ -16,11 +16,13 @@ there (``INFERENCE_AMP``), each clock stops after the GPU has finished, and MONA
 as ours is; ``peak_gpu_mb`` is the most GPU memory torch allocated.
 
 The network has random weights unless ``--model`` is given (speed does not depend on the weights); its output bias is
-set so that predictions are sparse, as on real scans, so that post-processing is not timed on noise.
+set so that predictions are sparse, as on real scans, so that post-processing is not timed on noise. ``--model`` takes
+a model file or an installed id, an ensemble included (then the floor and MONAI run every member per window).
 
     python bench/inference.py                      # both cases, default network and patch
     python bench/inference.py --cases isles --features 8,16,32,64,128
     python bench/inference.py --device cuda --cases isles --repeats 3
+    python bench/inference.py --cases isles --model strokeseg-starter --repeats 2
 """
 from __future__ import annotations
 
@@ -209,7 +211,8 @@ def run_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="isles,large", help="comma-separated: " + ", ".join(CASES))
-    parser.add_argument("--model", help="a StrokeSeg model file (default: random weights, default network)")
+    parser.add_argument("--model", help="a StrokeSeg model file or installed model id, an ensemble included "
+                                        "(default: random weights, default network)")
     parser.add_argument("--features", type=_ints, default=(16, 32, 64, 128, 256))
     parser.add_argument("--patch", type=_ints, default=(64, 96, 96), help="z,y,x (ignored with --model)")
     parser.add_argument("--overlap", type=float, default=0.5)
@@ -221,8 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         parser.error(f"--device must be cpu or cuda, got {args.device!r}")
-    if args.model and not Path(args.model).is_file():
-        parser.error(f"--model {args.model}: no such file")
+    if args.model:
+        from StrokeSegLib.errors import StrokeSegError
+        from StrokeSegLib.model_registry import resolve_model
+
+        try:
+            args.model = str(resolve_model(args.model))
+        except StrokeSegError as error:
+            parser.error(f"--model: {error}")
     if args.dry_run:
         for name in args.cases.split(","):
             if name not in CASES:
