@@ -5,7 +5,8 @@ through :func:`StrokeSegLib.segmentation.segment_files`); ``floor_s`` is the bar
 over the same windows of the same prepared image (no blending, no I/O: nothing can be faster with this network);
 ``monai_s`` is MONAI's ``sliding_window_inference`` with the same network, patch, overlap, batch size and Gaussian
 blending, followed by the sigmoid (the peer). ``predict_s`` (our sliding window alone, from the segmentation report)
-against ``monai_s`` is the like-for-like comparison; ``end_to_end_s`` against both shows what the rest costs.
+against ``monai_s`` is the like-for-like comparison; ``end_to_end_s`` against both shows what the rest costs. Without
+MONAI installed (``bench/requirements.txt``) the MONAI figures are ``nan`` and the rest is measured as usual.
 
 Each case runs in its own fresh process so that ``peak_rss_mb`` (the process's maximum resident set size, read just
 after the end-to-end run, so it includes Python, torch and the model) belongs to that case alone. Every process first
@@ -89,7 +90,6 @@ def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Runs in a fresh process: write the case, warm up, then time end-to-end, floor and MONAI."""
     import SimpleITK as sitk
     import torch
-    from monai.inferers import sliding_window_inference
 
     from StrokeSegLib.devices import INFERENCE_AMP, autocast_context
     from StrokeSegLib.model_file import load_model
@@ -98,6 +98,10 @@ def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from StrokeSegLib.sliding_window import iter_window_starts, pad_to_patch
     from StrokeSegLib.synthetic import make_synthetic_case
 
+    try:
+        from monai.inferers import sliding_window_inference
+    except ImportError:  # the peer, not a dependency: its figures become nan
+        sliding_window_inference = None
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -159,11 +163,13 @@ def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
                                                   sigma_scale=0.125)
                 torch.sigmoid(logits.float()).cpu()
 
-        floor_t, monai_t = _timed(floor), _timed(monai)
+        with_monai = sliding_window_inference is not None
+        floor_t, monai_t = _timed(floor), _timed(monai) if with_monai else (float("nan"), float("nan"))
         for _ in range(args.repeats - 1):  # interleaved, so that a burst of load elsewhere hits all three alike
             e2e = _best(e2e, _timed(end_to_end))
             floor_t = _best(floor_t, _timed(floor))
-            monai_t = _best(monai_t, _timed(monai))
+            if with_monai:
+                monai_t = _best(monai_t, _timed(monai))
         timings = min(reports, key=lambda r: r["total_s"])
 
     return {
