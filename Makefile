@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make demo` (main job on a built-in default) and `make test` (ruff, then the suite).
+# Two commands on a fresh machine: `make demo` (main job on a built-in default) and `make test` (ruff, mypy, then the
+# suite).
 # Both create the virtual environment first; torch is pinned to the local CPU build.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,6 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q Testing
 
 bench: $(STAMP)

@@ -121,7 +121,7 @@ def existing_mask_outcome(case: Case, path: Path) -> CaseOutcome:
 def run_batch(
     root: str | Path,
     out_dir: str | Path,
-    model: object = None,
+    model: str | Path | LoadedModel | None = None,
     options: SegmentOptions | None = None,
     resume: bool = False,
     cancel: CancelToken | None = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -78,7 +78,7 @@ def _table_lock(out_dir: Path) -> Iterator[None]:
     lock = state_dir(out_dir) / "table.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+b") as handle:
-        if os.name == "nt":
+        if sys.platform == "win32":
             import msvcrt
 
             handle.seek(0)

@@ -182,7 +182,7 @@ def model_path(out: Path, stage: Stage) -> Path:
 def _check_plan(recipe: Recipe, out: Path, resume: bool) -> None:
     """Record the plan in a new folder; on resume, refuse a folder planned with other settings."""
     plan_path = out / PLAN_NAME
-    plan = {"recipe": str(recipe.path), "stages": [stage.plan() for stage in recipe.stages]}
+    plan: dict[str, Any] = {"recipe": str(recipe.path), "stages": [stage.plan() for stage in recipe.stages]}
     if plan_path.is_file():
         if not resume:
             raise StrokeSegError("this folder already holds a recipe run; pass --resume to continue it, or choose "
@@ -315,6 +315,7 @@ def run_recipe_command(args: argparse.Namespace) -> int:
             evaluation = json.loads(summary.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise StrokeSegError(f"cannot read the last stage's validation summary: {exc}", summary) from exc
+        assert recipe.bundle_id is not None  # checked before the run
         target = bundle_model(model, recipe.bundle_id, args.bundle_dest, {"evaluation": evaluation})
         print(f"recipe: bundled {recipe.bundle_id} -> {target}", file=sys.stderr)
     print(model)
