@@ -155,7 +155,8 @@ def test_until_stage_stops_after_that_stage(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize(("change", "message"), [
     ({"stage": [{"synth": {}, "train": {}}]}, r"unknown key\(s\) \['stage'\] in the recipe"),
     ({"synth_config": "nowhere.json"}, r"synth_config: file not found: .*nowhere\.json"),
-    ({"stages": [{"synth": {"cases": 3, "seed": 7, "overrides": {"p_recieve_coil": 0}}, "train": {"config": "train.json"}}]},
+    ({"stages": [{"synth": {"cases": 3, "seed": 7, "overrides": {"p_recieve_coil": 0}},
+                  "train": {"config": "train.json"}}]},
      r"unknown generator settings \['p_recieve_coil'\] in stages\[0\]\.synth\.overrides"),
     ({"stages": [{"synth": {"cases": 3, "seed": 7}, "train": {"config": "missing.json"}}]},
      r"stages\[0\]\.train\.config: file not found: .*missing\.json"),
