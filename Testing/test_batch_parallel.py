@@ -99,8 +99,11 @@ def test_three_shards_together_are_one_unsharded_run(isles: Path, sequential: Pa
     assert _masks(tmp_path) == _masks(sequential)
     assert _without_seconds(_rows(tmp_path)) == _without_seconds(_rows(sequential))
     (tmp_path / "volumes.csv").unlink()
+    (tmp_path / "batch_report.json").write_text("{}")  # the same rows again, as older versions wrote them
     assert strokeseg(["batch", "--merge", str(tmp_path)]) == 1  # two failed cases
     assert _without_seconds(_rows(tmp_path)) == _without_seconds(_rows(sequential))
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith("_msk.nii.gz")) == [
+        ".strokeseg-batch", "volumes.csv"]  # one table: no second copy of the rows to go stale
     # The shards' runs have ended: a new run without --resume segments their cases again instead of leaving them.
     again = run_batch(isles, tmp_path, tiny_model, shard=(1, 3), show_progress=False)
     assert not again.elsewhere and [o.case_id for o in again.outcomes] == parts[0]

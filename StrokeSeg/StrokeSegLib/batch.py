@@ -1,13 +1,13 @@
 """Segment every case under an ISLES-style root; a bad case is a failed row with its reason, never fatal.
 
-Outputs ``<out>/<case_id>_msk.nii.gz`` per case, ``volumes.csv`` (one row per case, failures included) and
-``batch_report.json``. Several runs may share one output folder, at once or one after another:
+Outputs ``<out>/<case_id>_msk.nii.gz`` per case and ``volumes.csv`` (one row per case, failures included). Several
+runs may share one output folder, at once or one after another:
 
 * ``shard=(i, n)`` takes the i-th of n disjoint parts of the sorted case ids (cluster array jobs);
 * each case is claimed before it runs (:mod:`.claims`), so parallel runs never segment a case twice; a case whose row
   was written while this run was going, or by a run still going, is left to that run (rows of runs that ended
   before this one started are an earlier run's: those cases are segmented again unless ``resume``);
-* the tables are the union of per-case rows (:mod:`.batch_table`), rebuilt after every case.
+* the table is the union of per-case rows (:mod:`.batch_table`), rebuilt after every case.
 
 ``resume`` re-reads each existing mask with the normal reader and keeps it only when it reads and lies on the DWI's
 grid; anything else is segmented again. The stages of consecutive cases overlap (:mod:`.batch_pipeline`); the masks
@@ -121,7 +121,7 @@ def existing_mask_outcome(case: Case, path: Path) -> CaseOutcome:
 def run_batch(
     root: str | Path,
     out_dir: str | Path,
-    model: object = None,
+    model: str | Path | LoadedModel | None = None,
     options: SegmentOptions | None = None,
     resume: bool = False,
     cancel: CancelToken | None = None,

@@ -1,10 +1,10 @@
-"""The batch tables as the union of per-case rows, so that runs sharing an output folder never lose a row.
+"""The batch table as the union of per-case rows, so that runs sharing an output folder never lose a row.
 
-Every finished case writes one row file, ``<out>/.strokeseg-batch/rows/<case_id>.json``, atomically. ``volumes.csv``
-and ``batch_report.json`` are rebuilt from all row files in the folder, under an exclusive ``flock`` on
+Every finished case writes one row file, ``<out>/.strokeseg-batch/rows/<case_id>.json``, atomically. ``volumes.csv``,
+the folder's one table, is rebuilt from all row files in the folder, under an exclusive ``flock`` on
 ``<state>/table.lock`` so that concurrent rebuilds happen one after another: the last one sees every row written
 before it. Shards of an array job (``--shard``), parallel runs and resumed runs all add to the same union; a folder's
-tables can be rebuilt at any time with :func:`merge_tables` (``strokeseg batch --merge DIR``), which also covers file
+table can be rebuilt at any time with :func:`merge_tables` (``strokeseg batch --merge DIR``), which also covers file
 systems whose ``flock`` is local to one node.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -23,6 +23,7 @@ from .errors import InputFileError
 
 STATE_DIR = ".strokeseg-batch"
 VOLUME_COLUMNS = ("case_id", "status", "lesion_volume_ml", "lesion_count", "seconds", "error")
+LEGACY_REPORT = "batch_report.json"
 
 
 @dataclass
@@ -77,7 +78,7 @@ def _table_lock(out_dir: Path) -> Iterator[None]:
     lock = state_dir(out_dir) / "table.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+b") as handle:
-        if os.name == "nt":
+        if sys.platform == "win32":
             import msvcrt
 
             handle.seek(0)
@@ -103,7 +104,7 @@ def _table_lock(out_dir: Path) -> Iterator[None]:
 
 
 def merge_tables(out_dir: str | Path, require_rows: bool = True) -> list[CaseOutcome]:
-    """Rebuild ``volumes.csv`` and ``batch_report.json`` in ``out_dir`` from all its rows; returns the rows.
+    """Rebuild ``volumes.csv`` in ``out_dir`` from all its rows; returns the rows.
 
     ``require_rows``: a folder without a rows folder is an error (``--merge`` on the wrong folder); a run that
     stops before its first row passes False and gets tables with no rows."""
@@ -113,9 +114,7 @@ def merge_tables(out_dir: str | Path, require_rows: bool = True) -> list[CaseOut
     with _table_lock(out):
         rows = read_rows(out)
         write_text_atomic(out / "volumes.csv", format_volumes_csv(rows))
-        failed = [r for r in rows if r.status == "failed"]
-        write_json_atomic(out / "batch_report.json",
-                          {"n_cases": len(rows), "n_failed": len(failed), "cases": [asdict(r) for r in rows]})
+        (out / LEGACY_REPORT).unlink(missing_ok=True)  # the same rows again, written by older versions: would go stale
     return rows
 
 

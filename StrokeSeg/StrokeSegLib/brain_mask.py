@@ -155,14 +155,14 @@ def _radius(spacing_zyx: tuple[float, ...], mm: float) -> tuple[int, ...]:
 def _ellipsoid(radius: tuple[int, ...]) -> np.ndarray:
     """ITK's ``sitkBall`` kernel of that per-axis radius (semi-axes ``r + 0.5``), as a scipy structure."""
     grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-    return sum((g / (r + 0.5)) ** 2 for g, r in zip(grids, radius)) <= 1.0
+    return np.asarray(sum((g / (r + 0.5)) ** 2 for g, r in zip(grids, radius)) <= 1.0)
 
 
 def _within_mm(mm: float, spacing_zyx: tuple[float, ...]) -> np.ndarray:
     """Every voxel offset no longer than ``mm`` millimetres: dilating by it marks what lies within ``mm``."""
     radius = [int(mm / s + 1e-6) for s in spacing_zyx]
     grids = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-    return sum((g * s) ** 2 for g, s in zip(grids, spacing_zyx)) <= mm * mm + 1e-6
+    return np.asarray(sum((g * s) ** 2 for g, s in zip(grids, spacing_zyx)) <= mm * mm + 1e-6)
 
 
 def _open(mask: np.ndarray, radius: tuple[int, ...]) -> np.ndarray:

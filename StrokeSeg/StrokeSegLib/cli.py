@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                    help="only the I-th of N disjoint parts of the sorted case ids (1 <= I <= N), for array jobs")
     p.add_argument("--merge", default=None, metavar="DIR",
-                   help="only rebuild DIR's volumes.csv and batch_report.json from its per-case rows")
+                   help="only rebuild DIR's volumes.csv from its per-case rows")
     p.add_argument("--prefetch", type=int, default=1, metavar="K",
                    help="prepared cases that may wait for the network (default 1; 0 reads, predicts, writes in turn)")
     _add_inference_options(p)

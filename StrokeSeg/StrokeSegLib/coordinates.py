@@ -58,7 +58,7 @@ def lps_from_ijk_to_ras(
     origin = RAS_TO_LPS @ m[:3, 3]
     return (
         tuple(float(v) for v in origin),  # type: ignore[return-value]
-        tuple(float(v) for v in spacing),  # type: ignore[return-value]
+        tuple(float(v) for v in spacing),
         tuple(float(v) for v in direction.ravel()),
     )
 

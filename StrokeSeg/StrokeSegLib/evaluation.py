@@ -233,6 +233,7 @@ def evaluate(
         report(progress, STAGE, i / len(cases))
         pred_path = prediction_path(pred_dir, case.case_id)
         try:
+            assert case.mask is not None  # cases without one were left out above
             gt = read_mask(case.mask)
             if pred_path.is_file():
                 pred = read_mask(pred_path)

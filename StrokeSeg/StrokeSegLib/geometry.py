@@ -194,8 +194,8 @@ def reoriented(reference: GridLike, axes: AxisMap) -> Grid:
     signs = np.where(axes.flip, -1.0, 1.0)
     direction = grid.matrix[:, list(axes.order)] * signs
     first = grid.index_to_physical(axes.source_index(np.zeros((1, 3)), grid.size))[0]
-    return Grid(tuple(grid.size[a] for a in axes.order), tuple(first.tolist()),
-                tuple(grid.spacing[a] for a in axes.order), tuple(direction.ravel().tolist()))
+    return Grid(tuple(grid.size[a] for a in axes.order), tuple(first.tolist()),  # type: ignore[arg-type]
+                tuple(grid.spacing[a] for a in axes.order), tuple(direction.ravel().tolist()))  # type: ignore[arg-type]
 
 
 def canonical_grid(reference: GridLike, spacing: float | Sequence[float]) -> Grid:
@@ -309,4 +309,4 @@ def grid_with_spacing(reference: GridLike, spacing: float | Sequence[float]) -> 
     origin = np.asarray(grid.origin) + grid.matrix @ (0.5 * (new - old))
     extent = np.asarray(grid.size) * old
     size = [max(1, int(math.ceil(e / s - 1e-6))) for e, s in zip(extent, new)]
-    return Grid(tuple(size), tuple(origin.tolist()), tuple(new.tolist()), grid.direction)
+    return Grid(tuple(size), tuple(origin.tolist()), tuple(new.tolist()), grid.direction)  # type: ignore[arg-type]

@@ -50,7 +50,7 @@ class JobUpdate:
 def _descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (children first). psutil when importable; else ``/proc`` on Linux; else none."""
     try:
-        import psutil  # type: ignore[import-not-found]
+        import psutil
 
         try:
             return [p.pid for p in psutil.Process(pid).children(recursive=True)]

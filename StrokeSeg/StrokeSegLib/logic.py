@@ -209,14 +209,13 @@ class BackgroundSegmentation:
         return job
 
     def finish(
-        self, returncode: int, logic: StrokeSegLogic, dwiVolumeNode: Any, outputSegmentationNode: Any = None
+        self, returncode: int | None, logic: StrokeSegLogic, dwiVolumeNode: Any, outputSegmentationNode: Any = None
     ) -> Any:
         """Load the child's mask into the segmentation; raise with the child's reason when it failed."""
         if returncode != 0 or not self.mask_path.is_file():
             raise StrokeSegError(
-                {130: "Segmentation was cancelled."}.get(
-                    returncode, f"Segmentation failed (exit status {returncode}); see the log for the reason."
-                )
+                "Segmentation was cancelled." if returncode == 130
+                else f"Segmentation failed (exit status {returncode}); see the log for the reason."
             )
         mask = sitk.ReadImage(str(self.mask_path))
         result_report = json.loads(self.report_path.read_text()) if self.report_path.is_file() else {}

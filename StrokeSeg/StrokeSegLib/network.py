@@ -11,6 +11,8 @@ attention-gated skip. The input size along each axis must therefore be divisible
 """
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -118,7 +120,7 @@ class AttentionUNet3D(nn.Module):
     @property
     def attention_gates(self) -> list[AttentionGate]:
         """The gates, full resolution first (set ``keep_coefficients`` on them to inspect the coefficients)."""
-        return [level.gate for level in self.decoder]
+        return [cast(AttentionGate, level.gate) for level in self.decoder]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         self._check_input(x)

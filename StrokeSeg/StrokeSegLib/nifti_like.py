@@ -7,6 +7,7 @@ input's header (with the output's data type) keeps the grid identical, not merel
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -40,7 +41,7 @@ def write_nifti_like(image: sitk.Image, like: str | Path, out: str | Path) -> No
     """Write ``image``'s voxels into ``out`` with ``like``'s header (affines, codes, units); data type from
     ``image``."""
     source = nib.load(str(like))
-    header = source.header.copy()
+    header = cast(nib.Nifti1Header, source.header.copy())  # a NIfTI file (``like`` was read as one)
     data = np.ascontiguousarray(sitk.GetArrayViewFromImage(image).transpose(2, 1, 0))  # (z,y,x) -> NIfTI (i,j,k)
     header.set_data_dtype(data.dtype)
     header.set_data_shape(data.shape)
@@ -49,7 +50,7 @@ def write_nifti_like(image: sitk.Image, like: str | Path, out: str | Path) -> No
     # Only coded transforms are meaningful; an uncoded qform may hold garbage quaternions (seen in real scans), and
     # the copied header already carries those fields untouched.
     for kind in ("qform", "sform"):
-        code = int(source.header[f"{kind}_code"])
+        code = int(header[f"{kind}_code"])
         if code > 0:
             getattr(result, f"set_{kind}")(getattr(source.header, f"get_{kind}")(), code)
     nib.save(result, str(out))

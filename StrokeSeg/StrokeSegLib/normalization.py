@@ -7,6 +7,7 @@ on units, on how much air the field of view holds, or on what lies outside the m
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -60,7 +61,7 @@ ADC_SCALE = 0.3
 TYPICAL_BRAIN_MEDIAN_MM2S = 0.9e-3
 
 
-def detect_adc_unit_mm2s(adc: np.ndarray, mask: np.ndarray, path: object = None) -> float:
+def detect_adc_unit_mm2s(adc: np.ndarray, mask: np.ndarray, path: str | Path | None = None) -> float:
     """Size in mm^2/s of one stored ADC unit (1, 1e-3 or 1e-6), from the median of the positive ADC in the brain.
 
     Sites store ADC in mm^2/s, 10^-3 or 10^-6 mm^2/s; the value itself is physical, so once the unit is known the
@@ -86,7 +87,7 @@ def detect_adc_unit_mm2s(adc: np.ndarray, mask: np.ndarray, path: object = None)
     return TYPICAL_BRAIN_MEDIAN_MM2S / median
 
 
-def normalize_adc_physical(adc: np.ndarray, mask: np.ndarray, path: object = None) -> np.ndarray:
+def normalize_adc_physical(adc: np.ndarray, mask: np.ndarray, path: str | Path | None = None) -> np.ndarray:
     """ADC in physical units mapped to network input: unit detected, converted to 10^-3 mm^2/s, clipped to
     [0, ADC_CLIP_MAX], centred and scaled; 0 outside ``mask``. Unlike a z-score, this does not depend on how much CSF
     the brain holds, so the same infarct gets the same input value on every scan."""

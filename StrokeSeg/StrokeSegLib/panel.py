@@ -110,6 +110,7 @@ class SegmentationRun:
         job, background, dwi, output = self.job, self.background, self._dwi, self._output
         self.job, self.background, self._dwi, self._output = None, None, None, None
         self.stage, self.fraction = "", 0.0
+        assert background is not None  # set together with the job
         try:
             if job.cancelled:
                 return RunOutcome("cancelled")

@@ -23,7 +23,7 @@ def _check_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
     values = tuple(float(s) for s in spacing)
     if len(values) != 3 or not all(math.isfinite(s) and s > 0 for s in values):
         raise ValueError(f"spacing must be 3 positive numbers (x, y, z) in mm, got {tuple(spacing)!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def remove_small_components(mask: np.ndarray, min_lesion_mm3: float, spacing: Sequence[float]) -> np.ndarray:

@@ -62,7 +62,7 @@ class PreprocessConfig:
         unknown = set(data) - {"target_spacing", "clip_percentiles", "register", "adc_normalization"}
         if unknown:
             raise ValueError(f"Unknown preprocessing settings: {sorted(unknown)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})  # type: ignore[arg-type]
 
 
 def _finite(value: Any) -> bool:

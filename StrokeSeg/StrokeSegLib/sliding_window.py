@@ -200,7 +200,7 @@ def sliding_window_predict(
     network.eval()
     try:
         probabilities, used_device, used_batch = _run(
-            network, image, patch, overlap, int(batch_size), device, amp, mirror_tta, progress, cancel)
+            network, image, patch, overlap, int(batch_size), device, amp, mirror_tta, progress, cancel)  # type: ignore[arg-type]
     finally:
         network.train(was_training)
         network.to(device)  # undo an out-of-memory move to the CPU (a no-op otherwise)

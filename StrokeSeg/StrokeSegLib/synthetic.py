@@ -68,7 +68,8 @@ def _rotation(oblique: bool) -> np.ndarray:
     return rz @ rx
 
 
-def _make_grid(size: Sequence[int], spacing: Sequence[float], origin: np.ndarray, direction: np.ndarray) -> sitk.Image:
+def _make_grid(size: Sequence[int] | np.ndarray, spacing: Sequence[float] | np.ndarray, origin: np.ndarray,
+               direction: np.ndarray) -> sitk.Image:
     image = sitk.Image([int(s) for s in size], sitk.sitkFloat32)
     image.SetSpacing([float(s) for s in spacing])
     image.SetOrigin([float(o) for o in origin])

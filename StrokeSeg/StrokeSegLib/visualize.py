@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from matplotlib.artist import Artist
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -83,7 +84,7 @@ def slice_picture(volume_xyz: np.ndarray, axes: ViewAxes, index: int) -> np.ndar
 
 def _crop_box(foreground_xyz: np.ndarray, axes: ViewAxes, margin: int = 4) -> tuple[slice, slice]:
     """Rows and columns covering everything non-zero in any slice, so a skull-stripped head is not lost in black."""
-    footprint = _orient(foreground_xyz.any(axis=axes.slice_axis), axes)
+    footprint = _orient(np.asarray(foreground_xyz.any(axis=axes.slice_axis)), axes)
     if not footprint.any():
         return slice(None), slice(None)
     rows, cols = np.nonzero(footprint.any(axis=1))[0], np.nonzero(footprint.any(axis=0))[0]
@@ -183,7 +184,7 @@ def overlay_png(
         _label_orientation(ax)
 
     overlay_ax = plots[-1]
-    handles = []
+    handles: list[Artist] = []
     if pred_xyz is not None:
         pred_2d = picture(pred_xyz)
         overlay_ax.imshow(np.ma.masked_where(~pred_2d, pred_2d.astype(np.uint8)), cmap=ListedColormap([PRED_COLOUR]),
@@ -227,7 +228,7 @@ def dice_histogram_png(path: str | Path, dices: Sequence[float]) -> Path:
     values = _finite(dices)
     fig = Figure(figsize=(6, 4), dpi=100)
     ax = fig.subplots()
-    ax.hist(values, bins=np.linspace(0.0, 1.0, 21), color="#4477aa", edgecolor="white")
+    ax.hist(values, bins=np.linspace(0.0, 1.0, 21).tolist(), color="#4477aa", edgecolor="white")
     ax.set_xlim(0.0, 1.0)
     ax.set_xlabel("Dice")
     ax.set_ylabel("cases")

@@ -76,10 +76,10 @@ def _spatial(image: torch.Tensor, mask: torch.Tensor, config: AugmentationConfig
     chosen = (do_rot | do_scale | do_elastic).nonzero().flatten()
     if chosen.numel() == 0:
         return image, mask
-    theta = spatial_theta(shape, angles[chosen], scale[chosen]).to(image.device, torch.float32)
+    theta = spatial_theta(shape, angles[chosen], scale[chosen]).to(image.device, torch.float32)  # type: ignore[arg-type]
     grid = F.affine_grid(theta, [len(chosen), channels + 1, *shape], align_corners=False)
     if bool(do_elastic[chosen].any()):
-        offsets = _elastic_offsets(generator, len(chosen), shape, config.elastic_magnitude, config.elastic_grid)
+        offsets = _elastic_offsets(generator, len(chosen), shape, config.elastic_magnitude, config.elastic_grid)  # type: ignore[arg-type]
         offsets = offsets * do_elastic[chosen].view(-1, 1, 1, 1, 1)
         grid = grid + offsets.to(grid.device, grid.dtype)
     index = chosen.to(image.device)

@@ -10,7 +10,7 @@ import sys
 
 from StrokeSegLib.errors import CancelledError, StrokeSegError
 
-from . import __version__, bundle, commands
+from . import __version__, bundle, commands, recipe
 from .synth import command as synth_command
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parsers(subparsers)
     synth_command.add_parsers(subparsers)
     bundle.add_parsers(subparsers)
+    recipe.add_parsers(subparsers)
     return parser
 
 

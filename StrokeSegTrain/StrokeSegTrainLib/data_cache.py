@@ -97,6 +97,7 @@ def _prepare_arrays(case: Case, preprocess: PreprocessConfig, dtype: str) -> tup
     dwi = read_image(case.dwi, role="DWI")
     adc = read_image(case.adc, role="ADC")
     prepared = prepare_case(dwi, adc, preprocess, dwi_path=case.dwi, adc_path=case.adc)
+    assert case.mask is not None  # training cases have masks (load_training_cases)
     native_mask_image = read_mask(case.mask)
     native_grid = prepared.native_grid
     if Grid.of(native_mask_image) != native_grid:

@@ -58,7 +58,7 @@ def export_model(state_dict: dict[str, torch.Tensor], config: TrainConfig, path:
         model_id=model_id,
         network=network.config.to_dict(),
         preprocess=config.preprocess,
-        patch_size=tuple(config.patch_size),
+        patch_size=tuple(config.patch_size),  # type: ignore[arg-type]
         threshold=float(config.threshold),
         min_lesion_mm3=float(config.min_lesion_mm3),
         provenance=provenance,

@@ -96,7 +96,7 @@ def downsample_target(target: torch.Tensor, size: Sequence[int]) -> torch.Tensor
     """Average-pool the target to ``size``: a soft fraction, so lesions smaller than a coarse voxel still count."""
     if tuple(target.shape[2:]) == tuple(size):
         return target
-    return F.adaptive_avg_pool3d(target.float(), tuple(int(s) for s in size))
+    return F.adaptive_avg_pool3d(target.float(), tuple(int(s) for s in size))  # type: ignore[arg-type]
 
 
 class DeepSupervisionLoss(torch.nn.Module):

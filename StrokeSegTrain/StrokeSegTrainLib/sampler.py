@@ -66,7 +66,7 @@ def crop_with_padding(array: np.ndarray, start: Sequence[int], size: Sequence[in
             return out
         src.append(slice(lo, hi))
         dst.append(slice(lo - s, hi - s))
-    out[(..., *dst)] = array[(..., *src)]
+    out[(..., *dst)] = array[(..., *src)]  # type: ignore[index,arg-type]
     return out
 
 
@@ -105,7 +105,7 @@ def extract_patch(case: PatchSource, draw: Draw, size: Sequence[int],
     shape = case.mask.shape
     if draw.foreground and len(case.foreground):
         if lesions:
-            group = lesions[rng.integers(len(lesions))]
+            group = lesions[int(rng.integers(len(lesions)))]
             centre = case.foreground[group[rng.integers(len(group))]]
         else:
             centre = case.foreground[rng.integers(len(case.foreground))]

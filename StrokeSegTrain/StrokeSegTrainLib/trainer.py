@@ -186,7 +186,8 @@ class _Run:
         self.dir = fold_dir(out, fold)
         self.info, self.device = distributed.setup(device_name)
         self.history = History()
-        self.best_dice, self.best_epoch, self.start_epoch = -math.inf, None, 0
+        self.best_dice, self.start_epoch = -math.inf, 0
+        self.best_epoch: int | None = None
         self.stopped_early = False
         self.weight_average = WeightAverage()
         self.initial_weights: dict[str, Any] | None = None
@@ -465,7 +466,7 @@ class _Run:
             if summary.get("best_epoch") == self.best_epoch:
                 rows = read_metrics_csv(self.dir / "validation" / "metrics.csv")
                 return ValidationResult(rows=rows, loss=float(best["val"].get("val_loss", float("nan"))))
-        epoch = self.best_epoch if best is not None else len(self.history)
+        epoch = self.best_epoch if best is not None and self.best_epoch is not None else len(self.history)
         _, result = self.validate_epoch(self.progress, "Final validation")
         self._gather_predictions(result)
         if self.info.is_main:

@@ -66,7 +66,7 @@ def sample_acquisition(rng: np.random.Generator, p_stripped: float = 0.6) -> Acq
 
 def supersampling_factors(spacing: tuple[float, float, float], fine_mm: float) -> tuple[int, int, int]:
     """Sub-samples per stored voxel along i, j, k: about ``fine_mm`` apart, at least one."""
-    return tuple(max(1, int(round(s / fine_mm))) for s in spacing)
+    return tuple(max(1, int(round(s / fine_mm))) for s in spacing)  # type: ignore[return-value]
 
 
 def _crop(geom: ScanGeometry, fine: AxisGrid) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +131,7 @@ def _nonzero_subgrid(a: np.ndarray, grid: AxisGrid) -> tuple[np.ndarray, AxisGri
         return None
     box = tuple(slice(max(int(v[0]) - 2, 0), min(int(v[-1]) + 3, n)) for v, n in zip(nz, a.shape))
     origin = tuple(o + grid.spacing * b.start for o, b in zip(grid.origin, box[::-1]))
-    return a[box], AxisGrid(origin, grid.spacing, a[box].shape)
+    return a[box], AxisGrid(origin, grid.spacing, a[box].shape)  # type: ignore[arg-type]
 
 
 def _blur(a: np.ndarray, sigma: float, slice_axis_array: int) -> np.ndarray:

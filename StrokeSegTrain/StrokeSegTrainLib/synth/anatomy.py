@@ -53,7 +53,7 @@ def sample_head(rng: np.random.Generator) -> HeadParams:
     g = rng.uniform(0.88, 1.08)
     scale = tuple(float(g * s) for s in rng.uniform(0.95, 1.05, 3))
     return HeadParams(
-        scale=scale, atrophy=a,
+        scale=scale, atrophy=a,  # type: ignore[arg-type]
         cortex_mm=float(rng.uniform(2.4, 3.4)),
         sulcal_width_mm=float(0.7 + 2.5 * a * rng.uniform(0.7, 1.3)),
         sulcal_depth_mm=float(rng.uniform(12.0, 20.0)),
@@ -224,10 +224,14 @@ def _sylvian_distance(x, y, z) -> np.ndarray:
     return (np.minimum(sheet, insular) + far).astype(np.float32)
 
 
-def _ventricle_specs(vs: float) -> list:
+_Ellipsoid = tuple[tuple[float, float, float], tuple[float, float, float], np.ndarray | None]
+
+
+def _ventricle_specs(vs: float) -> list[_Ellipsoid]:
     """Ellipsoids (centre, semi-axes, rotation) of the ventricular system: lateral ventricles (frontal horn, body,
     atrium, temporal horn), third and fourth ventricles; ``vs`` widens them with atrophy."""
-    specs = [((0.0, 6.0, -4.0), (0.8 + 1.0 * vs, 12.0, 8.0), None), ((0.0, 36.0, -46.0), (5.0, 3.0, 7.0), None)]
+    specs: list[_Ellipsoid] = [
+        ((0.0, 6.0, -4.0), (0.8 + 1.0 * vs, 12.0, 8.0), None), ((0.0, 36.0, -46.0), (5.0, 3.0, 7.0), None)]
     for s in (1.0, -1.0):
         specs += [
             ((s * (2.0 + 2.5 * vs), -16.0, 12.0), (2.8 * vs, 17.0, 7.0), rotation_matrix(yaw_deg=s * 12)),
@@ -280,7 +284,7 @@ def envelope_parts(x, y, z, grid: AxisGrid, p: HeadParams, outer: bool = False) 
     below_behind = np.maximum(tent, np.float32(22.0) - yb)
     _raise(cerebrum, cut_box, gap - below_behind)
     _raise(cerebellum, cut_box, tent + gap)
-    return (cerebrum, cerebellum, brainstem) + ((uncut,) if outer else ())
+    return (cerebrum, cerebellum, brainstem) + ((uncut,) if outer else ())  # type: ignore[operator]
 
 
 def _envelope_half_resolution(grid: AxisGrid, p: HeadParams, f: AnatomyFields) -> np.ndarray:
@@ -290,7 +294,7 @@ def _envelope_half_resolution(grid: AxisGrid, p: HeadParams, f: AnatomyFields) -
     They are smooth (radii of curvature of centimetres), so linear interpolation from 2 mm is accurate to well under
     0.1 mm, at an eighth of the cost of ellipsoids on every voxel.
     """
-    half = AxisGrid(grid.origin, 2.0 * grid.spacing, tuple((n + 1) // 2 + 1 for n in grid.shape))
+    half = AxisGrid(grid.origin, 2.0 * grid.spacing, tuple((n + 1) // 2 + 1 for n in grid.shape))  # type: ignore[arg-type]
     hx, hy, hz = model_coordinates(half, p, f)
     parts = np.stack(envelope_parts(hx, hy, hz, half, p, outer=True))
     np.minimum(parts, np.float32(60.0), out=parts)  # "far outside" sentinels must not leak into interpolation

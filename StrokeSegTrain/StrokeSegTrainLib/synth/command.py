@@ -8,6 +8,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .generator import SynthConfig
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -20,18 +24,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cases", required=True, type=int, help="number of cases")
     p.add_argument("--seed", required=True, type=int, help="data-set seed")
     p.add_argument("--workers", type=int, default=1, help="processes generating in parallel (default 1)")
-    p.add_argument("--p-stripped", type=float, default=None, help="share of skull-stripped cases (default 0.6)")
-    p.add_argument("--p-no-lesion", type=float, default=None, help="share of lesion-free cases (default 0.1)")
-    p.add_argument("--p-receive-coil", type=float, default=None,
-                   help="share of cases whose receive-coil profile brightens the brain's periphery (default 0.5)")
-    p.add_argument("--p-bright-cortex", type=float, default=None,
-                   help="share of cases with patches of normal cortex that are bright on DWI (default 0.5)")
-    p.add_argument("--p-eddy-misregistration", type=float, default=None,
-                   help="share of cases whose b=0 image is shifted against the DWI by eddy currents, which biases "
-                        "ADC at tissue edges (default 0.5)")
-    p.add_argument("--p-symmetric-cortex", type=float, default=None,
-                   help="share of cases with mirror-symmetric bright cortex whose ADC is mildly low, a normal look "
-                        "that only symmetry tells from an infarct (default 0)")
+    add_share_flags(p)
     p.add_argument("--config", type=Path, default=None,
                    help="JSON object of generator settings (SynthConfig fields, e.g. p_real_lesions, "
                         "p_adc_other_grid); a --p-* flag given on the command line overrides it")
@@ -51,6 +44,33 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                           "(ArterialAtlas136 format: label|short|name|group)")
     lib.add_argument("--out", required=True, type=Path, help="library file to write (.npz)")
     lib.set_defaults(handler=run_lesion_library)
+
+
+def flag_name(share: str) -> str:
+    """The command-line flag of a SynthConfig share: ``p_receive_coil`` -> ``--p-receive-coil``."""
+    return "--" + share.replace("_", "-")
+
+
+def add_share_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--p-*`` flag per SynthConfig share, with the field's help text and default."""
+    from .generator import share_fields
+
+    for f in share_fields():
+        parser.add_argument(flag_name(f.name), dest=f.name, type=float, default=None, metavar="P",
+                            help=f"{f.metadata['help']} (default {f.default})")
+
+
+def share_overrides(args: argparse.Namespace) -> dict[str, float]:
+    """The shares given as ``--p-*`` flags on the command line (flags left out are absent); outside [0, 1] refused."""
+    from StrokeSegLib.errors import StrokeSegError
+
+    from .generator import share_fields
+
+    given = {f.name: getattr(args, f.name) for f in share_fields() if getattr(args, f.name) is not None}
+    for name, value in given.items():
+        if not 0.0 <= value <= 1.0:
+            raise StrokeSegError(f"{flag_name(name)} must be between 0 and 1, not {value}")
+    return given
 
 
 def run_lesion_library(args: argparse.Namespace) -> int:
@@ -75,32 +95,11 @@ def run_synth(args: argparse.Namespace) -> int:
     from StrokeSegLib.errors import StrokeSegError
 
     from .dataset import write_dataset
-    from .generator import SynthConfig, generate_case
+    from .generator import generate_case
 
     if args.cases < 1 or args.workers < 1:
         raise StrokeSegError("--cases and --workers must be at least 1")
-    given = (("p_stripped", args.p_stripped), ("p_no_lesion", args.p_no_lesion),
-             ("p_receive_coil", args.p_receive_coil), ("p_bright_cortex", args.p_bright_cortex),
-             ("p_eddy_misregistration", args.p_eddy_misregistration),
-             ("p_symmetric_cortex", args.p_symmetric_cortex))
-    overrides = {k: v for k, v in given if v is not None}
-    for name, value in overrides.items():
-        if not 0.0 <= value <= 1.0:
-            raise StrokeSegError(f"--{name.replace('_', '-')} must be between 0 and 1, not {value}")
-    settings = read_synth_config(args.config) if args.config is not None else {}
-    settings.update(overrides)
-    if args.lesions is not None:
-        if not args.lesions.exists():
-            raise StrokeSegError("lesion masks not found", path=args.lesions)
-        settings["lesion_library"] = str(args.lesions.resolve())
-    config = SynthConfig(**settings)
-    if config.p_real_lesions > 0.0:
-        from .lesion_library import resolve_library
-
-        try:
-            resolve_library(config.lesion_library)
-        except (OSError, ValueError) as exc:
-            raise StrokeSegError(f"cannot read the lesion library: {exc}", path=config.lesion_library) from exc
+    config = build_synth_config(args.config, share_overrides(args), args.lesions)
     start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -119,14 +118,40 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_synth_config(config_file: Path | None, overrides: dict, lesions: Path | None = None) -> SynthConfig:
+    """The generator settings of a run: the config file (if any), then ``overrides`` (already checked) over it, then
+    the ``lesions`` source; a lesion library that would be used is read once here so a bad one fails up front."""
+    from StrokeSegLib.errors import StrokeSegError
+
+    from .generator import SynthConfig, share_fields
+
+    settings = read_synth_config(config_file) if config_file is not None else {}
+    settings.update(overrides)
+    for f in share_fields():  # a JSON 0 and a flag's 0.0 must give the same manifest
+        if f.name in settings:
+            settings[f.name] = float(settings[f.name])
+    if lesions is not None:
+        if not lesions.exists():
+            raise StrokeSegError("lesion masks not found", path=lesions)
+        settings["lesion_library"] = str(lesions.resolve())
+    config = SynthConfig(**settings)
+    if config.p_real_lesions > 0.0:
+        from .lesion_library import resolve_library
+
+        try:
+            resolve_library(config.lesion_library)
+        except (OSError, ValueError) as exc:
+            raise StrokeSegError(f"cannot read the lesion library: {exc}", path=config.lesion_library) from exc
+    return config
+
+
 def read_synth_config(path: Path) -> dict:
     """Generator settings from a JSON object; unknown keys and shares outside [0, 1] are refused."""
     import json
-    from dataclasses import fields
 
     from StrokeSegLib.errors import StrokeSegError
 
-    from .generator import SynthConfig
+    from .generator import check_synth_settings
 
     try:
         data = json.loads(Path(path).read_text())
@@ -134,13 +159,10 @@ def read_synth_config(path: Path) -> dict:
         raise StrokeSegError(f"cannot read the generator settings: {exc}", path=path) from exc
     if not isinstance(data, dict):
         raise StrokeSegError("generator settings must be a JSON object", path=path)
-    known = {f.name for f in fields(SynthConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise StrokeSegError(f"unknown generator settings {unknown}; known: {sorted(known)}", path=path)
-    for key, value in data.items():
-        if key.startswith("p_") and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-            raise StrokeSegError(f"{key} must be a number between 0 and 1, not {value!r}", path=path)
+    try:
+        check_synth_settings(data)
+    except ValueError as exc:
+        raise StrokeSegError(str(exc), path=path) from None
     if "volume_range_ml" in data:
         data["volume_range_ml"] = tuple(data["volume_range_ml"])
     return data

@@ -41,7 +41,7 @@ def covering_grid(lower: np.ndarray, upper: np.ndarray, spacing: float, margin: 
     lo = np.floor((np.asarray(lower, float) - margin) / spacing) * spacing
     hi = np.ceil((np.asarray(upper, float) + margin) / spacing) * spacing
     n = np.maximum(np.round((hi - lo) / spacing).astype(int) + 1, 2)
-    return AxisGrid(origin=tuple(float(v) for v in lo), spacing=float(spacing), shape=(int(n[2]), int(n[1]), int(n[0])))
+    return AxisGrid(origin=tuple(float(v) for v in lo), spacing=float(spacing), shape=(int(n[2]), int(n[1]), int(n[0])))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ same whatever the number of cases or workers, and changing how one stage draws d
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import Field, dataclass, field
+from dataclasses import fields as dataclass_fields
 
 import numpy as np
 import SimpleITK as sitk
@@ -37,31 +38,63 @@ _STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics"
             "noise", "artefacts", "coil", "cortex", "eddy", "symmetry", "real", "adcgrid")
 
 
+def _share(default: float, text: str) -> float:
+    """A SynthConfig share (probability in [0, 1]): its default and the help text of its ``--p-*`` flag."""
+    return field(default=default, metadata={"share": True, "help": text})
+
+
 @dataclass(frozen=True)
 class SynthConfig:
-    """Knobs of a synthetic data set (defaults mimic the ISLES 2022 mix plus unstripped clinical scans)."""
+    """Knobs of a synthetic data set (defaults mimic the ISLES 2022 mix plus unstripped clinical scans).
 
-    p_no_lesion: float = 0.1
-    p_stripped: float = 0.6
+    The shares (fields made by ``_share``) are the one definition of the generator's probabilities: the ``--p-*``
+    flags of ``strokeseg-train synth``, their help and their defaults are generated from them.
+    """
+
+    p_no_lesion: float = _share(0.1, "share of lesion-free cases")
+    p_stripped: float = _share(0.6, "share of skull-stripped cases")
     volume_range_ml: tuple[float, float] = VOLUME_RANGE_ML
     fine_mm: float = 1.0
     max_oblique_deg: float = 20.0
-    #: Share of cases with an unnormalised receive-coil profile (bright periphery; see ``ReceiveCoilProfile``).
-    p_receive_coil: float = 0.5
-    #: Share of cases with patches of normal cortex that are bright on DWI (see ``normal_variants``).
-    p_bright_cortex: float = 0.5
-    #: Share of cases whose b=0 image is misregistered to the DWI by eddy currents (see ``eddy``).
-    p_eddy_misregistration: float = 0.5
-    #: Share of cases with mirror-symmetric bright cortex of mildly low ADC (``normal_variants``; off by default).
-    p_symmetric_cortex: float = 0.0
-    #: Share of lesion cases whose lesion is a real infarct mask from the MNI library (``real_lesions``); the rest get
-    #: the procedural kinds (``lesions``).
-    p_real_lesions: float = 0.75
+    p_receive_coil: float = _share(
+        0.5, "share of cases whose unnormalised receive-coil profile brightens the brain's periphery "
+             "(ReceiveCoilProfile)")
+    p_bright_cortex: float = _share(0.5, "share of cases with patches of normal cortex that are bright on DWI "
+                                         "(normal_variants)")
+    p_eddy_misregistration: float = _share(
+        0.5, "share of cases whose b=0 image is shifted against the DWI by eddy currents, which biases ADC at "
+             "tissue edges (eddy)")
+    p_symmetric_cortex: float = _share(
+        0.0, "share of cases with mirror-symmetric bright cortex whose ADC is mildly low, a normal look that only "
+             "symmetry tells from an infarct (normal_variants)")
+    p_real_lesions: float = _share(
+        0.75, "share of lesion cases whose lesion is a real infarct mask from the MNI library (real_lesions); the "
+              "rest get the procedural kinds (lesions)")
     #: Where real masks come from: None for the bundled library, else a library ``.npz`` or a folder of MNI masks.
     lesion_library: str | None = None
-    #: Share of cases whose ADC is stored on a rotated grid of other voxels than the DWI (``adc_grid``).
-    p_adc_other_grid: float = 0.25
+    p_adc_other_grid: float = _share(
+        0.25, "share of cases whose ADC is stored on a rotated grid of other voxels than the DWI (adc_grid)")
     threads: int = 1
+
+
+def share_fields() -> tuple[Field, ...]:
+    """The SynthConfig fields that are shares of cases (probabilities), in declaration order."""
+    return tuple(f for f in dataclass_fields(SynthConfig) if f.metadata.get("share"))
+
+
+def check_synth_settings(settings: dict, where: str = "") -> None:
+    """Refuse unknown SynthConfig keys and shares outside [0, 1] with a ValueError naming the key (``where``: the
+    place in a file the settings came from, e.g. ``stages[2].synth``; callers add the file)."""
+    at = f" in {where}" if where else ""
+    known = {f.name for f in dataclass_fields(SynthConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"unknown generator settings {unknown}{at}; known: {sorted(known)}")
+    for f in share_fields():
+        value = settings.get(f.name)
+        if f.name in settings and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                   or not 0.0 <= value <= 1.0):
+            raise ValueError(f"{f.name}{at} must be a number between 0 and 1, not {value!r}")
 
 
 @dataclass

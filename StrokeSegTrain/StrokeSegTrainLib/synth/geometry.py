@@ -114,6 +114,6 @@ def sample_geometry(rng: np.random.Generator, brain_extent_z: tuple[float, float
     size = frame_size[order]
     spacing = frame_spacing[order]
     origin = centre - direction @ (spacing * (size - 1) / 2.0)
-    return ScanGeometry(size=tuple(int(v) for v in size), spacing=tuple(float(v) for v in spacing),
-                        origin=tuple(float(v) for v in origin), direction=tuple(float(v) for v in direction.ravel()),
+    return ScanGeometry(size=tuple(int(v) for v in size), spacing=tuple(float(v) for v in spacing),  # type: ignore[arg-type]
+                        origin=tuple(float(v) for v in origin), direction=tuple(float(v) for v in direction.ravel()),  # type: ignore[arg-type]
                         head_rotation=head_rotation, head_translation=head_translation, slice_axis=slice_axis)

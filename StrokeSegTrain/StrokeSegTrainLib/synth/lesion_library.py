@@ -109,10 +109,10 @@ def _dominant_territory(image: sitk.Image, crop_origin_index: np.ndarray, crop: 
         a = np.round(atlas.TransformPhysicalPointToContinuousIndex(p.tolist())).astype(int)
         if np.all(a >= 0) and np.all(a < size):
             labels.append(int(arr[a[2], a[1], a[0]]))
-    groups = [_ATLAS_GROUP_TO_TERRITORY.get(groups.get(v, 0), 0) for v in labels if v > 0]
-    if not groups:
+    territories = [_ATLAS_GROUP_TO_TERRITORY.get(groups.get(v, 0), 0) for v in labels if v > 0]
+    if not territories:
         return 0
-    return int(np.bincount(groups, minlength=len(TERRITORY_NAMES)).argmax())
+    return int(np.bincount(territories, minlength=len(TERRITORY_NAMES)).argmax())
 
 
 def _read_atlas_groups(txt: Path) -> dict[int, int]:

@@ -156,7 +156,7 @@ def _pick_seed(anat: Anatomy, test, rng: np.random.Generator, tries: int = 20) -
         idx = np.unravel_index(flat, anat.grid.shape)
         ok = np.nonzero(test(idx))[0]
         if ok.size:
-            return tuple(int(a[ok[0]]) for a in idx)
+            return tuple(int(a[ok[0]]) for a in idx)  # type: ignore[return-value]
     return None
 
 
@@ -169,7 +169,7 @@ _ALLOWED = {"lacune": (REGION_CEREBRUM, REGION_DEEP_GREY, REGION_BRAINSTEM),
 
 def _box(grid: AxisGrid, centre_idx, radius_mm: float) -> tuple[slice, slice, slice]:
     r = int(np.ceil(radius_mm / grid.spacing))
-    return tuple(slice(max(c - r, 0), min(c + r + 1, n)) for c, n in zip(centre_idx, grid.shape))
+    return tuple(slice(max(c - r, 0), min(c + r + 1, n)) for c, n in zip(centre_idx, grid.shape))  # type: ignore[return-value]
 
 
 def _box_coordinates(grid: AxisGrid, box) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -189,7 +189,7 @@ def _level_for_volume(score: np.ndarray, weight: np.ndarray, target: float) -> f
     for _ in range(3):
         hist, edges = np.histogram(score, bins=1024, range=(lo, hi), weights=weight)
         cum = below + np.cumsum(hist)
-        i = int(min(np.searchsorted(cum, target), len(hist) - 1))
+        i = min(int(np.searchsorted(cum, target)), len(hist) - 1)
         below = float(cum[i - 1]) if i > 0 else below
         lo, hi = float(edges[i]), float(edges[i + 1])
         if hi - lo < 1e-4:

@@ -26,14 +26,14 @@ def _blob(anat: Anatomy, centre_idx, radius_mm: float, rng: np.random.Generator,
     dist = np.sqrt(xx ** 2 + yy ** 2 + zz ** 2).astype(np.float32) * g.spacing
     local = AxisGrid((0.0, 0.0, 0.0), g.spacing, dist.shape)
     noise = band_limited_noise(rng, local, wavelength_mm=max(radius_mm, 3.0)).on_grid(local)
-    return box, ramp(np.float32(radius_mm) * (1.0 + 0.35 * noise) - dist)
+    return box, ramp(np.float32(radius_mm) * (1.0 + 0.35 * noise) - dist)  # type: ignore[return-value]
 
 
 def _random_voxels(anat: Anatomy, rng: np.random.Generator, test, count: int) -> list[tuple[int, int, int]]:
     n = int(np.prod(anat.grid.shape))
     idx = np.unravel_index(rng.integers(0, n, 20000), anat.grid.shape)
     ok = np.nonzero(test(idx))[0][:count]
-    return [tuple(int(a[k]) for a in idx) for k in ok]
+    return [tuple(int(a[k]) for a in idx) for k in ok]  # type: ignore[misc]
 
 
 def add_mimics(anat: Anatomy, changes: TissueChanges, rng: np.random.Generator) -> dict:

@@ -106,7 +106,7 @@ def render_real_lesion(library: LesionLibrary, anat: Anatomy, changes: TissueCha
 
     g = anat.grid
     level = float(rng.uniform(*CUT_LEVEL))
-    local = AxisGrid(tuple(float(g.axis(d)[box[2 - d].start]) for d in range(3)), g.spacing, shape)
+    local = AxisGrid(tuple(float(g.axis(d)[box[2 - d].start]) for d in range(3)), g.spacing, shape)  # type: ignore[arg-type]
     noise = band_limited_noise(rng, local, wavelength_mm=OUTLINE_WAVELENGTH_MM).on_grid(local)
     score = fraction + np.float32(OUTLINE_NOISE) * noise * (fraction > 0)
     in_brain = anat.region[box] != REGION_NONE
@@ -120,7 +120,7 @@ def render_real_lesion(library: LesionLibrary, anat: Anatomy, changes: TissueCha
     rim_mm = min(spec.rim_mm, 0.5 * (3.0 * volume_ml * 1000.0 / (4.0 * np.pi)) ** (1.0 / 3.0))
     depth_mm = ndimage.distance_transform_edt(lam >= 0.5).astype(np.float32) * np.float32(g.spacing)
     inward = np.clip(depth_mm / np.float32(rim_mm), 0.0, 1.0)
-    write_lesion(changes, box, lam, inward, spec, g.spacing, rng)
+    write_lesion(changes, box, lam, inward, spec, g.spacing, rng)  # type: ignore[arg-type]
     weight = lam * tissue
     centre = [float((weight.sum(axis=axes) * g.axis(d)[box[2 - d]]).sum() / weight.sum())
               for d, axes in ((0, (0, 1)), (1, (0, 2)), (2, (1, 2)))]

@@ -44,7 +44,7 @@ def ellipsoid_sd(x: Array, y: Array, z: Array, center, axes, rotation: Array | N
     r2 = np.zeros(np.broadcast_shapes(np.shape(dx), np.shape(dy), np.shape(dz)), np.float32)
     g2 = np.zeros_like(r2)
     for d, a in ((dx, axes[0]), (dy, axes[1]), (dz, axes[2])):
-        inv = np.float32(1.0) / a if np.isscalar(a) else (1.0 / np.asarray(a, np.float32))
+        inv = np.float32(1.0) / a if np.isscalar(a) else (1.0 / np.asarray(a, np.float32))  # type: ignore[operator]
         q = d * inv
         r2 += q * q
         q *= inv
@@ -80,7 +80,7 @@ def model_index_box(grid, scale, deform_mm: float, lo_model, hi_model) -> tuple[
         n = grid.shape[2 - k]
         a, b = int(np.clip(np.floor(lo[k]), 0, n)), int(np.clip(np.ceil(hi[k]) + 1, 0, n))
         out.append(slice(a, max(a, b)))
-    return tuple(out)
+    return tuple(out)  # type: ignore[return-value]
 
 
 def boxed_sd(x: Array, y: Array, z: Array, box, fn) -> Array:
