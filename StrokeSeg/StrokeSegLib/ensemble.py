@@ -53,7 +53,8 @@ class EnsembleNetwork(nn.Module):
 
 
 def _first(out: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    return out[0] if isinstance(out, (list, tuple)) else out
+    """The full-resolution output of a network that may also return deep-supervision outputs."""
+    return out if isinstance(out, torch.Tensor) else out[0]
 
 
 def member_networks(network: nn.Module) -> Sequence[nn.Module]:
