@@ -4,10 +4,13 @@
         [--model strokeseg-starter] [--config StrokeSegTrain/Resources/site_finetune_config.json]
 
 For each case: fine-tune ``--model`` on all the other cases (``strokeseg-train train --init-from``, one fold per case
-in a written ``splits.json``; the exported weights are an average of the last epochs, never chosen on the held-out
-case), segment the held-out case with the starter and with the fine-tuned model, and score both with
-``strokeseg evaluate``. Writes ``loo.csv`` (case, Dice and lesion F1 before and after) and prints the means. The
-fine-tuned models are measurements of the fine-tuning path only; none is ever shipped.
+in a written ``splits.json``), segment the held-out case with the starter and with the fine-tuned model, and score
+both with ``strokeseg evaluate``. Writes ``loo.csv`` (case, Dice and lesion F1 before and after) and prints the means.
+The fine-tuned models are measurements of the fine-tuning path only; none is ever shipped.
+
+The trainer needs a validation case and the only case left is the held-out one, so the configuration is forced to
+validate once, after the last epoch (``validate_every`` = ``epochs``, no early stopping, no plateau scheduler): the
+exported weights are those of the last epoch (or the average of the last epochs), never chosen on the held-out case.
 """
 from __future__ import annotations
 
@@ -34,6 +37,14 @@ def _score(pred_dir: Path, gt_root: Path, case_id: str, out: Path) -> dict[str, 
     return {"dice": float(row["dice"]), "lesion_f1": float(row["lesion_f1"])}
 
 
+def without_selection(config: dict) -> dict:
+    """``config`` changed so that validation on the held-out case can choose nothing (see the module docstring)."""
+    epochs = int(config.get("epochs", 300))
+    if config.get("optim", {}).get("scheduler", "plateau") == "plateau":
+        raise SystemExit("the plateau scheduler steps on the validation Dice (here the held-out case): use 'poly'")
+    return {**config, "validate_every": epochs, "early_stopping_patience": epochs + 1}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -54,8 +65,7 @@ def main() -> None:
     ids = sorted(c.case_id for c in cases)
     folds = [{"train": [i for i in ids if i != held], "val": [held]} for held in ids]
     (run / "splits.json").write_text(json.dumps({"format": 1, "num_folds": len(ids), "seed": 0, "folds": folds}))
-    config = json.loads(args.config.read_text())
-    config["num_folds"] = len(ids)
+    config = {**without_selection(json.loads(args.config.read_text())), "num_folds": len(ids)}
     (args.out / "config.json").write_text(json.dumps(config, indent=1))
     rows = []
     for fold, held_id in enumerate(ids):
