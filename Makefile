@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements-ci.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m StrokeSegLib.demo --out output/demo
+	$(PY) -m StrokeSegLib.apps.demo --out output/demo
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -63,8 +63,8 @@ class SegmentEditorStrokeSegTest(ScriptedLoadableModuleTest):
         import SimpleITK as sitk
         import vtk
 
-        from StrokeSegLib import mrml
-        from StrokeSegLib.synthetic import make_synthetic_case
+        from StrokeSegLib.apps.phantom import make_synthetic_case
+        from StrokeSegLib.scene import mrml
 
         case = make_synthetic_case(seed=0, size=(40, 36, 20), spacing=(2.0, 2.0, 4.0), oblique=True)
         dwi = mrml.sitk_to_volume_node(case.dwi, name="synthetic DWI")

@@ -1,9 +1,10 @@
 """StrokeSeg module: the panel that segments acute ischemic stroke lesions on DWI + ADC.
 
 Thin glue only: the work is done by StrokeSegLib (pure Python, tested outside Slicer). Apply runs
-``PythonSlicer -m StrokeSegLib.cli segment`` in a child process (StrokeSegLib.panel.SegmentationRun on
-StrokeSegLib.jobs.ChildJob) so Slicer stays responsive and Cancel ends the whole process tree; the child's mask is
-loaded back through StrokeSegLib.mrml, which keeps the exact DWI grid. The panel's choices live in a parameter node.
+``PythonSlicer -m StrokeSegLib.cli segment`` in a child process (StrokeSegLib.panels.panel.SegmentationRun on
+StrokeSegLib.panels.jobs.ChildJob) so Slicer stays responsive and Cancel ends the whole process tree; the child's mask
+is loaded back through StrokeSegLib.scene.mrml, which keeps the exact DWI grid. The panel's choices live in a parameter
+node.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from StrokeSegLib import StrokeSegLogic  # also re-exported: scripts use StrokeSeg.StrokeSegLogic
-from StrokeSegLib.options import SegmentOptions
-from StrokeSegLib.panel import SegmentationRun, guess_inputs, model_choices
+from StrokeSegLib.engine.options import SegmentOptions
+from StrokeSegLib.panels.panel import SegmentationRun, guess_inputs, model_choices
 
 DEVICES = [("auto", "Automatic (GPU if available)"), ("cuda", "NVIDIA GPU (CUDA)"), ("mps", "Apple GPU (MPS)"),
            ("cpu", "CPU")]
@@ -71,7 +72,7 @@ class StrokeSeg(ScriptedLoadableModule):
 def loadTerminology() -> None:
     """Make the lesion segment's terminology (SNOMED CT "Infarct", not in Slicer's DICOM master list) resolvable in
     Slicer's terminology selector."""
-    from StrokeSegLib.mrml import load_lesion_terminology
+    from StrokeSegLib.scene.mrml import load_lesion_terminology
 
     try:
         load_lesion_terminology(slicer.modules.terminologies.logic())
@@ -125,7 +126,7 @@ class StrokeSegParameterNode:
     """The panel's choices, kept in the scene (saved and restored with it). Widgets whose .ui property
     ``SlicerParameterName`` names a field are connected automatically; model and device are combo-box data, synced
     by the widget. The spin boxes' minimum reads "Model default" (see :func:`modelDefaultAsNone`); the widget turns
-    these choices into one :class:`StrokeSegLib.options.SegmentOptions`."""
+    these choices into one :class:`StrokeSegLib.engine.options.SegmentOptions`."""
 
     dwiVolume: slicer.vtkMRMLScalarVolumeNode
     adcVolume: slicer.vtkMRMLScalarVolumeNode
@@ -151,8 +152,8 @@ class StrokeSegParameterLogic(ScriptedLoadableModuleLogic):
 class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: pick DWI, ADC, output and model; Apply runs in the background and becomes Cancel.
 
-    Thin by design: the run (start, progress, cancel, result) is StrokeSegLib.panel.SegmentationRun, passed in or made
-    in setup(); the choices live in a StrokeSegParameterNode.
+    Thin by design: the run (start, progress, cancel, result) is StrokeSegLib.panels.panel.SegmentationRun, passed in or
+    made in setup(); the choices live in a StrokeSegParameterNode.
     """
 
     def __init__(self, parent=None, run: SegmentationRun | None = None) -> None:
@@ -288,11 +289,11 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not path:
             return
         with slicer.util.tryWithErrorDisplay(_("Could not import the model."), waitCursor=True):
-            from StrokeSegLib.dependencies import ensure_dependencies
+            from StrokeSegLib.scene.dependencies import ensure_dependencies
 
             if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
                 return
-            from StrokeSegLib.model_registry import import_model  # checks that the weights load: needs torch
+            from StrokeSegLib.engine.model_registry import import_model  # checks that the weights load: needs torch
 
             entry = import_model(path)
             self.refreshModels(select=str(entry.path))
@@ -330,7 +331,7 @@ class StrokeSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if parameters is None:
             return
         with slicer.util.tryWithErrorDisplay(_("StrokeSeg could not start."), waitCursor=True):
-            from StrokeSegLib.dependencies import ensure_dependencies
+            from StrokeSegLib.scene.dependencies import ensure_dependencies
 
             if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):
                 return
@@ -402,9 +403,9 @@ class StrokeSegTest(ScriptedLoadableModuleTest):
     def test_scene_close_during_a_run_returns_the_panel_to_idle(self) -> None:
         """A run (here a child that only sleeps, started through PythonSlicer) is ended by closing the scene; the
         panel reads Apply again, its selectors are enabled, and a new parameter node exists after the close."""
-        from StrokeSegLib import mrml
-        from StrokeSegLib.jobs import ChildJob
-        from StrokeSegLib.synthetic import make_synthetic_case
+        from StrokeSegLib.apps.phantom import make_synthetic_case
+        from StrokeSegLib.panels.jobs import ChildJob
+        from StrokeSegLib.scene import mrml
 
         slicer.util.selectModule("StrokeSeg")
         widget = slicer.modules.strokeseg.widgetRepresentation().self()
@@ -441,11 +442,11 @@ class StrokeSegTest(ScriptedLoadableModuleTest):
         import numpy as np
         import torch
 
-        from StrokeSegLib import mrml
-        from StrokeSegLib.model_file import ModelMetadata, save_model
-        from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-        from StrokeSegLib.preprocess_config import PreprocessConfig
-        from StrokeSegLib.synthetic import make_synthetic_case
+        from StrokeSegLib.apps.phantom import make_synthetic_case
+        from StrokeSegLib.engine.model_file import ModelMetadata, save_model
+        from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
+        from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
+        from StrokeSegLib.scene import mrml
 
         self.delayDisplay("Building a synthetic case and a tiny random model")
         case = make_synthetic_case(seed=0, size=(40, 36, 20), spacing=(2.0, 2.0, 4.0), oblique=True)

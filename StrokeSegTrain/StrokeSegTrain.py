@@ -1,7 +1,7 @@
 """StrokeSeg Training module: train a fold on an ISLES 2022 folder from inside Slicer.
 
 Thin: the panel runs ``PythonSlicer -m StrokeSegTrainLib.cli train ...`` in a child process through
-StrokeSegLib.jobs.ChildJob (so training survives a busy GUI, and Stop ends the whole process tree, not just the
+StrokeSegLib.panels.jobs.ChildJob (so training survives a busy GUI, and Stop ends the whole process tree, not just the
 launcher; the last end-of-epoch checkpoint allows resuming), shows its per-epoch lines and its machine progress lines.
 ``StrokeSegTrainLogic`` builds that command and can also train blocking from Python.
 """
@@ -116,7 +116,7 @@ class StrokeSegTrainWidget(ScriptedLoadableModuleWidget):
 
     def __init__(self, parent=None, jobFactory=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        from StrokeSegLib.jobs import ChildJob
+        from StrokeSegLib.panels.jobs import ChildJob
 
         self.jobFactory = jobFactory or ChildJob
         self.job = None
@@ -162,7 +162,7 @@ class StrokeSegTrainWidget(ScriptedLoadableModuleWidget):
         self.ui.stopButton.enabled = running
 
     def onStart(self) -> None:
-        from StrokeSegLib.dependencies import ensure_dependencies
+        from StrokeSegLib.scene.dependencies import ensure_dependencies
 
         with slicer.util.tryWithErrorDisplay(_("Could not start training."), waitCursor=True):
             if not ensure_dependencies(ask=slicer.util.confirmOkCancelDisplay):

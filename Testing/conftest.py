@@ -48,13 +48,13 @@ def nonstripped_case() -> Path:
 def write_tiny_model(path: Path, model_id: str = "tiny-test", seed: int = 0, **metadata) -> Path:
     """Save a randomly initialised tiny network (features 4-8-16, 3 mm spacing) with ``metadata`` overriding the
     defaults: enough to exercise every step, fast on CPU."""
-    from StrokeSegLib.model_file import ModelMetadata, save_model
-    from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+    from StrokeSegLib.engine.model_file import ModelMetadata, save_model
+    from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
 
     torch.manual_seed(seed)
     config = NetworkConfig(in_channels=2, out_channels=1, features=(4, 8, 16))
     network = AttentionUNet3D(config)
-    from StrokeSegLib.preprocess_config import PreprocessConfig
+    from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 
     fields = {"preprocess": PreprocessConfig(target_spacing=(3.0, 3.0, 3.0), adc_normalization="zscore"),
               "patch_size": (32, 32, 32), "threshold": 0.5,

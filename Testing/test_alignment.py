@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib import alignment
-from StrokeSegLib.alignment import align_to_reference, describe, normalized_mutual_information
-from StrokeSegLib.errors import AlignmentWarning, GeometryError
-from StrokeSegLib.geometry import Grid, resample_to_grid
-from StrokeSegLib.synthetic import make_synthetic_case
+from StrokeSegLib.apps.phantom import make_synthetic_case
+from StrokeSegLib.common.errors import AlignmentWarning, GeometryError
+from StrokeSegLib.common.geometry import Grid, resample_to_grid
+from StrokeSegLib.preprocessing import alignment
+from StrokeSegLib.preprocessing.alignment import align_to_reference, describe, normalized_mutual_information
 
 SIZE, SPACING = (64, 64, 40), (1.5, 1.5, 3.0)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from StrokeSegLib.atomic import atomic_path, full_suffix, write_json_atomic, write_text_atomic
+from StrokeSegLib.common.atomic import atomic_path, full_suffix, write_json_atomic, write_text_atomic
 
 
 def _leftovers(folder: Path) -> list[str]:

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib import batch as batch_module
-from StrokeSegLib.batch import parse_shard, run_batch, select_shard
-from StrokeSegLib.batch_table import STATE_DIR
-from StrokeSegLib.claims import ClaimRegistry
+from StrokeSegLib.apps import batch as batch_module
+from StrokeSegLib.apps.batch import parse_shard, run_batch, select_shard
+from StrokeSegLib.apps.batch_table import STATE_DIR
+from StrokeSegLib.apps.claims import ClaimRegistry
+from StrokeSegLib.apps.phantom import make_synthetic_case, write_synthetic_case
 from StrokeSegLib.cli import main as strokeseg
-from StrokeSegLib.errors import CancelledError
-from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
+from StrokeSegLib.common.errors import CancelledError
 
 PROJECT = Path(__file__).resolve().parents[1]
 N_GOOD = 5
@@ -123,7 +123,7 @@ import sys, time
 from pathlib import Path
 go = Path(sys.argv[1])
 from StrokeSegLib.cli import main
-import StrokeSegLib.batch  # torch and SimpleITK loaded before the start signal, so that the runs start together
+import StrokeSegLib.apps.batch  # torch and SimpleITK loaded before the start signal, so that the runs start together
 while not go.exists():
     time.sleep(0.01)
 sys.exit(main(sys.argv[2:]))

@@ -11,11 +11,11 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from StrokeSegLib import brain_mask
-from StrokeSegLib.brain_mask import compute_brain_mask, is_skull_stripped
-from StrokeSegLib.errors import GeometryError, InvalidImageError
-from StrokeSegLib.geometry import Grid
-from StrokeSegLib.synthetic import make_synthetic_case
+from StrokeSegLib.apps.phantom import make_synthetic_case
+from StrokeSegLib.common.errors import GeometryError, InvalidImageError
+from StrokeSegLib.common.geometry import Grid
+from StrokeSegLib.preprocessing import brain_mask
+from StrokeSegLib.preprocessing.brain_mask import compute_brain_mask, is_skull_stripped
 from StrokeSegTrainLib.synth.generator import SynthConfig, generate_case
 
 OBLIQUE = (0.9848, -0.1736, 0.0, 0.1710, 0.9698, -0.1736, 0.0301, 0.1710, 0.9848)

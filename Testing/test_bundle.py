@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from StrokeSegLib.model_file import load_model
-from StrokeSegLib.model_registry import list_models
+from StrokeSegLib.engine.model_file import load_model
+from StrokeSegLib.engine.model_registry import list_models
 from StrokeSegTrainLib.cli import main as strokeseg_train
 
 
@@ -27,7 +27,7 @@ def test_bundle_renames_keeps_weights_and_verifies(tmp_path: Path, tiny_model: P
     assert bundled.metadata.provenance["bundled_from_sha256"] == source.sha256
     for name, tensor in source.network.state_dict().items():
         assert torch.equal(tensor, bundled.network.state_dict()[name])
-    monkeypatch.setattr("StrokeSegLib.model_registry.bundled_dir", lambda: dest)
+    monkeypatch.setattr("StrokeSegLib.engine.model_registry.bundled_dir", lambda: dest)
     monkeypatch.setenv("STROKESEG_HOME", str(tmp_path / "home"))
     entries = {e.model_id: e for e in list_models()}
     assert entries["strokeseg-starter"].sha256_ok

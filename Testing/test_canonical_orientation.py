@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.geometry import (
+from StrokeSegLib.apps.phantom import make_synthetic_case
+from StrokeSegLib.common.geometry import (
     CANONICAL_FRAME,
     Grid,
     canonical_axes,
@@ -20,9 +21,8 @@ from StrokeSegLib.geometry import (
     coincident_axes,
     resample_to_grid,
 )
-from StrokeSegLib.preprocess_config import PreprocessConfig
-from StrokeSegLib.segmentation import SegmentOptions, segment_files, segment_images
-from StrokeSegLib.synthetic import make_synthetic_case
+from StrokeSegLib.engine.segmentation import SegmentOptions, segment_files, segment_images
+from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 
 BUNDLED = (Path(__file__).resolve().parents[1] / "StrokeSeg" / "StrokeSegLib" / "models"
            / "strokeseg-starter.safetensors")
@@ -105,8 +105,8 @@ def test_bundled_model_gives_the_same_mask_in_any_storage_order() -> None:
 def slicer_loaded_mask(scene, dwi_path: Path, adc_path: Path, model: Path, threshold: float | None) -> sitk.Image:
     """Load both files as Slicer's Add Data does, run the module logic, export the lesion segment on the DWI node."""
     slicer = pytest.importorskip("slicer")
-    from StrokeSegLib import mrml
-    from StrokeSegLib.logic import StrokeSegLogic
+    from StrokeSegLib.scene import mrml
+    from StrokeSegLib.scene.logic import StrokeSegLogic
 
     volumes = slicer.vtkSlicerVolumesLogic()
     volumes.SetMRMLScene(scene)

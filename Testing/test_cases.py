@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from StrokeSegLib.cases import Case, IncompleteCaseWarning, case_from_files, case_id_from_path, find_cases
-from StrokeSegLib.errors import InputFileError
+from StrokeSegLib.common.errors import InputFileError
+from StrokeSegLib.io.cases import Case, IncompleteCaseWarning, case_from_files, case_id_from_path, find_cases
 
 
 def _touch(path: Path) -> Path:

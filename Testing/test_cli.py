@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 
+from StrokeSegLib.apps.phantom import make_synthetic_case, write_synthetic_case
 from StrokeSegLib.cli import main as strokeseg
-from StrokeSegLib.model_file import read_metadata, save_model
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
+from StrokeSegLib.engine.model_file import read_metadata, save_model
+from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
 
 
 @pytest.fixture()

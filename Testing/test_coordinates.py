@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.coordinates import (
+from StrokeSegLib.common.errors import GeometryError
+from StrokeSegLib.scene.coordinates import (
     LPS_TO_RAS,
     ijk_to_lps_points,
     ijk_to_ras_from_lps,
@@ -15,7 +16,6 @@ from StrokeSegLib.coordinates import (
     point_lps_to_ras,
     point_ras_to_lps,
 )
-from StrokeSegLib.errors import GeometryError
 
 
 def _random_rotation(rng: np.random.Generator, proper: bool) -> np.ndarray:

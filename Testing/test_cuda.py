@@ -11,9 +11,9 @@ import pytest
 import torch
 from train_fixtures import random_batch, tiny_config, write_synthetic_root
 
-from StrokeSegLib import devices
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-from StrokeSegLib.sliding_window import sliding_window_predict
+from StrokeSegLib.engine import devices
+from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
+from StrokeSegLib.engine.sliding_window import sliding_window_predict
 from StrokeSegTrainLib.augmentation import augment_batch
 from StrokeSegTrainLib.config import AugmentationConfig, LossConfig, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss

@@ -13,8 +13,8 @@ vtk = pytest.importorskip("vtk")
 
 from scene_fixtures import vtk_matrix  # noqa: E402
 
-from StrokeSegLib import mrml  # noqa: E402
-from StrokeSegLib.effect_state import OverallProgress, PreviewKey  # noqa: E402
+from StrokeSegLib.panels.effect_state import OverallProgress, PreviewKey  # noqa: E402
+from StrokeSegLib.scene import mrml  # noqa: E402
 
 MODE_REPLACE = 0  # vtkSlicerSegmentationsModuleLogic.MODE_REPLACE
 

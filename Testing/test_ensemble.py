@@ -14,10 +14,11 @@ import SimpleITK as sitk
 import torch
 from safetensors.torch import load_file, save_file
 
+from StrokeSegLib.apps.phantom import make_synthetic_case
 from StrokeSegLib.cli import main as strokeseg
-from StrokeSegLib.ensemble import EnsembleNetwork, build_ensemble, weights_sha256
-from StrokeSegLib.errors import ModelFileError, StrokeSegError
-from StrokeSegLib.model_file import (
+from StrokeSegLib.common.errors import ModelFileError, StrokeSegError
+from StrokeSegLib.engine.ensemble import EnsembleNetwork, build_ensemble, weights_sha256
+from StrokeSegLib.engine.model_file import (
     ENSEMBLE_FORMAT_VERSION,
     FORMAT_VERSION,
     METADATA_KEY,
@@ -25,10 +26,9 @@ from StrokeSegLib.model_file import (
     load_model,
     read_metadata,
 )
-from StrokeSegLib.preprocess_config import PreprocessConfig
-from StrokeSegLib.segmentation import SegmentOptions, segment_images
-from StrokeSegLib.sliding_window import sliding_window_predict
-from StrokeSegLib.synthetic import make_synthetic_case
+from StrokeSegLib.engine.segmentation import SegmentOptions, segment_images
+from StrokeSegLib.engine.sliding_window import sliding_window_predict
+from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,8 +141,8 @@ def test_members_that_differ_are_refused_naming_both_files_and_the_field(members
 
 
 def test_members_of_another_network_shape_are_refused(members, tmp_path) -> None:
-    from StrokeSegLib.model_file import ModelMetadata, save_model
-    from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+    from StrokeSegLib.engine.model_file import ModelMetadata, save_model
+    from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
 
     config = NetworkConfig(features=(4, 8, 32))
     meta = read_metadata(members[0])
@@ -239,7 +239,7 @@ def test_listing_without_torch_shows_the_member_count(pair, tmp_path) -> None:
                 if name.split(".")[0] == "torch" or name == "safetensors.torch":
                     raise ImportError("torch is blocked in this test")
         sys.meta_path.insert(0, Block())
-        from StrokeSegLib.panel import model_choices
+        from StrokeSegLib.panels.panel import model_choices
         from StrokeSegLib.cli import main
         main(["models"])
         print(repr(([label for label, _ in model_choices()[0]], "torch" in sys.modules)))
@@ -265,7 +265,7 @@ def test_fine_tuning_from_an_ensemble_is_refused_naming_the_file(pair) -> None:
 def test_out_of_memory_halving_runs_every_member_at_the_smaller_batch() -> None:
     from test_sliding_window import FakeOOM, Pointwise, _direct
 
-    from StrokeSegLib.network_config import NetworkConfig
+    from StrokeSegLib.engine.network_config import NetworkConfig
 
     first, second = FakeOOM(limit=1), Pointwise()
     with torch.no_grad():

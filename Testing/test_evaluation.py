@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.errors import InputFileError
-from StrokeSegLib.evaluation import (
+from StrokeSegLib.common.errors import InputFileError
+from StrokeSegLib.evaluation.metrics import case_metrics
+from StrokeSegLib.evaluation.scoring import (
     CSV_COLUMNS,
     EvaluationWarning,
     MissingPredictionWarning,
@@ -20,7 +21,6 @@ from StrokeSegLib.evaluation import (
     format_summary,
     prediction_path,
 )
-from StrokeSegLib.metrics import case_metrics
 
 SHAPE = (10, 24, 20)  # (z, y, x)
 SPACING = (1.5, 1.5, 3.0)
@@ -165,7 +165,7 @@ def test_root_without_masks_is_refused(tmp_path):
 
 @pytest.mark.realdata
 def test_ground_truth_against_itself_on_real_cases(isles_root, tmp_path):
-    from StrokeSegLib.cases import find_cases
+    from StrokeSegLib.io.cases import find_cases
 
     preds = tmp_path / "preds"
     preds.mkdir()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.errors import GeometryError
-from StrokeSegLib.geometry import Grid, grid_with_spacing, overlap_fraction, resample_to_grid, same_grid
+from StrokeSegLib.common.errors import GeometryError
+from StrokeSegLib.common.geometry import Grid, grid_with_spacing, overlap_fraction, resample_to_grid, same_grid
 
 
 def rotation(axis: tuple[float, float, float], degrees: float) -> np.ndarray:

@@ -22,15 +22,16 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from StrokeSegLib import input_checks, model_registry
-from StrokeSegLib.atomic import atomic_path
+from StrokeSegLib.apps.phantom import B_VALUE, make_synthetic_case
 from StrokeSegLib.cli import main as strokeseg
-from StrokeSegLib.errors import ImplausibleInputError, InputFileError, ModelFileError, StrokeSegError
-from StrokeSegLib.evaluation import evaluate
-from StrokeSegLib.imageio import read_image, read_mask
-from StrokeSegLib.model_file import load_model, read_metadata
-from StrokeSegLib.segmentation import SegmentOptions, segment_files, segment_images
-from StrokeSegLib.synthetic import B_VALUE, make_synthetic_case
+from StrokeSegLib.common.atomic import atomic_path
+from StrokeSegLib.common.errors import ImplausibleInputError, InputFileError, ModelFileError, StrokeSegError
+from StrokeSegLib.engine import model_registry
+from StrokeSegLib.engine.model_file import load_model, read_metadata
+from StrokeSegLib.engine.segmentation import SegmentOptions, segment_files, segment_images
+from StrokeSegLib.evaluation.scoring import evaluate
+from StrokeSegLib.io.imageio import read_image, read_mask
+from StrokeSegLib.preprocessing import input_checks
 
 SIZE = (40, 36, 20)  # x, y, z voxels at 1.5 x 1.5 x 3 mm: a 60 mm phantom, fast
 
@@ -148,8 +149,8 @@ def test_evaluate_refuses_a_cut_prediction_instead_of_scoring_it(tmp_path: Path)
     _write(case.adc, anat / "sub-strokecase0001_ses-0001_adc.nii.gz")
     _write(case.mask,
            root / "derivatives" / "sub-strokecase0001" / "ses-0001" / "sub-strokecase0001_ses-0001_msk.nii.gz")
-    from StrokeSegLib.cases import find_cases
-    from StrokeSegLib.evaluation import prediction_path
+    from StrokeSegLib.evaluation.scoring import prediction_path
+    from StrokeSegLib.io.cases import find_cases
 
     case_id = find_cases(root)[0].case_id
     pred = _write(case.mask, prediction_path(tmp_path / "pred", case_id))
@@ -162,7 +163,7 @@ def test_evaluate_refuses_a_cut_prediction_instead_of_scoring_it(tmp_path: Path)
 
 
 def test_resume_redoes_a_cut_mask_instead_of_counting_it(tmp_path: Path, tiny_model: Path) -> None:
-    from StrokeSegLib.batch import mask_path, run_batch
+    from StrokeSegLib.apps.batch import mask_path, run_batch
 
     root = tmp_path / "isles"
     case = _case(seed=5)
@@ -332,7 +333,7 @@ def test_force_segments_anyway_and_records_the_findings(tmp_path: Path, tiny_mod
 
 
 def test_the_logic_passes_force_through() -> None:
-    from StrokeSegLib.logic import build_segment_command
+    from StrokeSegLib.scene.logic import build_segment_command
 
     assert "--force" in build_segment_command("py", "d", "a", "m", "r", options=SegmentOptions(force=True))
     assert "--force" not in build_segment_command("py", "d", "a", "m", "r")
@@ -403,7 +404,7 @@ def test_a_model_threshold_outside_0_1_is_refused(tmp_path: Path, make_tiny_mode
 @pytest.fixture
 def no_segmentation(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if any segmentation starts: the point is to refuse before computing."""
-    import StrokeSegLib.segmentation as seg
+    import StrokeSegLib.engine.segmentation as seg
 
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("the segmentation started although the request was invalid")
@@ -606,7 +607,7 @@ def test_batch_lists_a_mixed_up_case_as_failed_with_its_reason_and_exits_1(tmp_p
                                                                          "min lesion NaN", "batch size 0"])
 def test_the_python_api_refuses_unusable_options_before_any_work(tiny_model: Path, options: SegmentOptions,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import StrokeSegLib.segmentation as seg
+    import StrokeSegLib.engine.segmentation as seg
 
     def must_not_run(*args: object, **kwargs: object) -> None:
         raise AssertionError("work started with unusable options")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.errors import InputFileError, InvalidImageError, NonFiniteVoxelsWarning
-from StrokeSegLib.imageio import find_bvals, read_image, read_mask, select_highest_b, write_image
+from StrokeSegLib.common.errors import InputFileError, InvalidImageError, NonFiniteVoxelsWarning
+from StrokeSegLib.io.imageio import find_bvals, read_image, read_mask, select_highest_b, write_image
 
 OBLIQUE = np.array(
     [[0.9396926, -0.3420201, 0.0], [0.3368241, 0.9254166, 0.1736482], [-0.0593912, -0.1631759, 0.9848078]]
@@ -243,7 +243,7 @@ def test_vector_pixel_dwi_treated_as_series(tmp_path: Path) -> None:
 def test_one_mask_rule_for_expert_masks_and_predictions(tmp_path: Path) -> None:
     """read_mask is the only mask reader (evaluation included): integer labels of any value are lesion, float masks
     are lesion from 0.5 up (a partial-volume rim is not)."""
-    from StrokeSegLib import evaluation
+    from StrokeSegLib.evaluation import scoring as evaluation
 
     assert not hasattr(evaluation, "read_mask_any_nonzero") and evaluation.read_mask is read_mask
     labels = np.zeros((4, 5, 6), np.uint16)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from StrokeSegLib.jobs import ChildJob
-from StrokeSegLib.progress import PROGRESS_PREFIX, CancelFile, parse_progress_line, progress_line
+from StrokeSegLib.common.progress import PROGRESS_PREFIX, CancelFile, parse_progress_line, progress_line
+from StrokeSegLib.panels.jobs import ChildJob
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="the fake launcher and pid checks are POSIX")
 
@@ -26,7 +26,7 @@ def worker_script(tmp_path: Path, honour_cancel_file: bool = False) -> Path:
     script.write_text(textwrap.dedent(f"""
         import os, signal, sys, time
         sys.path.insert(0, {str(Path(__file__).resolve().parents[1] / 'StrokeSeg')!r})
-        from StrokeSegLib.progress import CancelFile, MachineProgress
+        from StrokeSegLib.common.progress import CancelFile, MachineProgress
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         open(sys.argv[1], "w").write(str(os.getpid()))
         cancel = CancelFile(sys.argv[2] if len(sys.argv) > 2 else None)
@@ -148,7 +148,8 @@ def test_progress_lines_have_one_definition() -> None:
     assert parse_progress_line("INFO loading model") is None
     assert parse_progress_line(f"{PROGRESS_PREFIX}\tPredicting\tabc") is None
     assert parse_progress_line(f"{PROGRESS_PREFIX}\tPredicting\tnan") is None
-    from StrokeSegLib import cli, logic
+    from StrokeSegLib import cli
+    from StrokeSegLib.scene import logic
 
     assert cli.PROGRESS_PREFIX is logic.PROGRESS_PREFIX is PROGRESS_PREFIX
 
@@ -164,7 +165,7 @@ def test_segment_command_stops_on_its_cancel_file(tmp_path: Path) -> None:
     """The cooperative half wired end to end: ``strokeseg segment --cancel-file`` exits 130 once the file exists."""
     import SimpleITK as sitk
 
-    from StrokeSegLib.synthetic import make_synthetic_case
+    from StrokeSegLib.apps.phantom import make_synthetic_case
 
     case = make_synthetic_case(seed=1, size=(24, 20, 10), spacing=(2.0, 2.0, 4.0), oblique=False)
     sitk.WriteImage(case.dwi, str(tmp_path / "dwi.nrrd"))

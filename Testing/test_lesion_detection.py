@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from StrokeSegLib.lesion_detection import SIZE_EDGES_ML, detect_lesions, detection_by_size
+from StrokeSegLib.evaluation.lesion_detection import SIZE_EDGES_ML, detect_lesions, detection_by_size
 
 
 def test_found_missed_and_false_lesions_are_told_apart() -> None:

@@ -20,13 +20,13 @@ import SimpleITK as sitk
 slicer = pytest.importorskip("slicer")
 
 import StrokeSegLib  # noqa: E402
-from StrokeSegLib import logic as logic_module  # noqa: E402
-from StrokeSegLib import mrml  # noqa: E402
-from StrokeSegLib.errors import CancelledError, StrokeSegError  # noqa: E402
-from StrokeSegLib.jobs import ChildJob  # noqa: E402
-from StrokeSegLib.logic import BackgroundSegmentation, StrokeSegLogic, parse_progress_line  # noqa: E402
-from StrokeSegLib.options import SegmentOptions  # noqa: E402
-from StrokeSegLib.synthetic import make_synthetic_case  # noqa: E402
+from StrokeSegLib.apps.phantom import make_synthetic_case  # noqa: E402
+from StrokeSegLib.common.errors import CancelledError, StrokeSegError  # noqa: E402
+from StrokeSegLib.engine.options import SegmentOptions  # noqa: E402
+from StrokeSegLib.panels.jobs import ChildJob  # noqa: E402
+from StrokeSegLib.scene import logic as logic_module  # noqa: E402
+from StrokeSegLib.scene import mrml  # noqa: E402
+from StrokeSegLib.scene.logic import BackgroundSegmentation, StrokeSegLogic, parse_progress_line  # noqa: E402
 
 SIZE = (28, 24, 12)
 
@@ -64,12 +64,12 @@ class FakeEngine:
 
 @pytest.fixture
 def fake_engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
-    """Replace StrokeSegLib.segmentation (whether or not the real one imports) with the fake."""
+    """Replace StrokeSegLib.engine.segmentation (whether or not the real one imports) with the fake."""
     engine = FakeEngine()
-    fake = types.ModuleType("StrokeSegLib.segmentation")
+    fake = types.ModuleType("StrokeSegLib.engine.segmentation")
     fake.segment_images = engine.segment_images
-    monkeypatch.setitem(sys.modules, "StrokeSegLib.segmentation", fake)
-    monkeypatch.setattr(StrokeSegLib, "segmentation", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "StrokeSegLib.engine.segmentation", fake)
+    monkeypatch.setattr(StrokeSegLib.engine, "segmentation", fake, raising=False)
     return engine
 
 
@@ -177,7 +177,7 @@ def test_missing_inputs_are_explained(scene) -> None:
 
 def test_non_finite_voxels_reach_the_input_checks_and_constant_volumes_are_refused(scene,
                                                                                    fake_engine: FakeEngine) -> None:
-    from StrokeSegLib.errors import InvalidImageError
+    from StrokeSegLib.common.errors import InvalidImageError
 
     case, dwi, adc = add_case(scene, seed=9)
     array = slicer.util.arrayFromVolume(adc)
@@ -243,9 +243,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, make_tiny_model) -> Pat
 
 def real_segmentation():
     try:
-        from StrokeSegLib import segmentation
+        from StrokeSegLib.engine import segmentation
     except ImportError as error:  # the engine is written in parallel; say so instead of failing here
-        pytest.skip(f"StrokeSegLib.segmentation not importable yet: {error}")
+        pytest.skip(f"StrokeSegLib.engine.segmentation not importable yet: {error}")
     return segmentation
 
 

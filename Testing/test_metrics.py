@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.errors import GeometryError
-from StrokeSegLib.metrics import (
+from StrokeSegLib.common.errors import GeometryError
+from StrokeSegLib.evaluation.metrics import (
     METRIC_KEYS,
     case_metrics,
     case_metrics_arrays,

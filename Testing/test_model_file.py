@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from StrokeSegLib.errors import ModelFileError
-from StrokeSegLib.model_file import (
+from StrokeSegLib.common.errors import ModelFileError
+from StrokeSegLib.engine.model_file import (
     ENSEMBLE_FORMAT_VERSION,
     FORMAT_VERSION,
     LoadedModel,
@@ -23,8 +23,8 @@ from StrokeSegLib.model_file import (
     read_metadata,
     save_model,
 )
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-from StrokeSegLib.preprocess_config import PreprocessConfig
+from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
+from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 
 CONFIG = NetworkConfig(features=(4, 8, 16))
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from StrokeSegLib import model_registry as reg
-from StrokeSegLib.errors import ModelFileError, StrokeSegError
-from StrokeSegLib.model_file import ModelMetadata, file_sha256, save_model
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+from StrokeSegLib.common.errors import ModelFileError, StrokeSegError
+from StrokeSegLib.engine import model_registry as reg
+from StrokeSegLib.engine.model_file import ModelMetadata, file_sha256, save_model
+from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
 
 CONFIG = NetworkConfig(features=(4, 8))
 

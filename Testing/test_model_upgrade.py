@@ -11,14 +11,21 @@ import SimpleITK as sitk
 import torch
 from safetensors.torch import save_file
 
-from StrokeSegLib.errors import ModelFileError
-from StrokeSegLib.model_file import FORMAT_VERSION, METADATA_KEY, ModelMetadata, load_model, read_metadata, save_model
-from StrokeSegLib.model_registry import DEFAULT_MODEL_ID, resolve_model
-from StrokeSegLib.model_upgrade import upgrade_metadata
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-from StrokeSegLib.preprocess_config import PreprocessConfig
-from StrokeSegLib.segmentation import SegmentOptions, segment_images
-from StrokeSegLib.synthetic import make_synthetic_case
+from StrokeSegLib.apps.phantom import make_synthetic_case
+from StrokeSegLib.common.errors import ModelFileError
+from StrokeSegLib.engine.model_file import (
+    FORMAT_VERSION,
+    METADATA_KEY,
+    ModelMetadata,
+    load_model,
+    read_metadata,
+    save_model,
+)
+from StrokeSegLib.engine.model_registry import DEFAULT_MODEL_ID, resolve_model
+from StrokeSegLib.engine.model_upgrade import upgrade_metadata
+from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
+from StrokeSegLib.engine.segmentation import SegmentOptions, segment_images
+from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 
 CONFIG = NetworkConfig(features=(4, 8, 16))
 BASE_V1 = {"model_id": "old", "network": CONFIG.to_dict(), "format_version": 1, "channels": ["DWI", "ADC"],

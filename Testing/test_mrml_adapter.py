@@ -1,4 +1,4 @@
-"""StrokeSegLib.mrml against a real (headless) MRML scene from slicer-core.
+"""StrokeSegLib.scene.mrml against a real (headless) MRML scene from slicer-core.
 
 Geometry is checked against the definition (world RAS = parentToWorld . IJKToRAS . ijk, LPS = diag(-1,-1,1) . RAS)
 rather than against the module's own inverse, and against the real ISLES files whose slice axis Slicer reverses.
@@ -16,8 +16,8 @@ vtk = pytest.importorskip("vtk")
 
 from scene_fixtures import vtk_matrix  # noqa: E402
 
-from StrokeSegLib import mrml  # noqa: E402
-from StrokeSegLib.errors import GeometryError, InvalidImageError  # noqa: E402
+from StrokeSegLib.common.errors import GeometryError, InvalidImageError  # noqa: E402
+from StrokeSegLib.scene import mrml  # noqa: E402
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 ISLES_DWI = "sub-strokecase0009/ses-0001/dwi/sub-strokecase0009_ses-0001_dwi.nii.gz"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig, count_parameters
+from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig, count_parameters
 
 TINY = (4, 8, 16)
 

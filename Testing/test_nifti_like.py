@@ -7,8 +7,8 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from StrokeSegLib.geometry import Grid
-from StrokeSegLib.imageio import write_image
+from StrokeSegLib.common.geometry import Grid
+from StrokeSegLib.io.imageio import write_image
 
 
 def _mask_on(path: Path) -> sitk.Image:

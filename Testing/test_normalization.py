@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from StrokeSegLib.errors import InvalidImageError
-from StrokeSegLib.normalization import normalize_channel
+from StrokeSegLib.common.errors import InvalidImageError
+from StrokeSegLib.preprocessing.normalization import normalize_channel
 
 
 def brain(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -73,8 +73,8 @@ def test_constant_channel_gives_zeros_and_bad_input_raises() -> None:
 
 # --- physical ADC ------------------------------------------------------------------------------------------------
 
-from StrokeSegLib.errors import AdcUnitWarning  # noqa: E402
-from StrokeSegLib.normalization import (  # noqa: E402
+from StrokeSegLib.common.errors import AdcUnitWarning  # noqa: E402
+from StrokeSegLib.preprocessing.normalization import (  # noqa: E402
     ADC_CENTRE,
     ADC_CLIP_MAX,
     ADC_SCALE,

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from StrokeSegLib.cli import build_parser
-from StrokeSegLib.logic import build_segment_command
-from StrokeSegLib.options import SegmentOptions
+from StrokeSegLib.engine.options import SegmentOptions
+from StrokeSegLib.scene.logic import build_segment_command
 
 CASES = [
     SegmentOptions(),

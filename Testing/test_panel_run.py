@@ -1,5 +1,5 @@
-"""The StrokeSeg panel's run without Qt (StrokeSegLib.panel) in a real MRML scene, with a real child process started
-through a launcher that behaves like PythonSlicer; and model listing with torch imports blocked."""
+"""The StrokeSeg panel's run without Qt (StrokeSegLib.panels.panel) in a real MRML scene, with a real child process
+started through a launcher that behaves like PythonSlicer; and model listing with torch imports blocked."""
 from __future__ import annotations
 
 import os
@@ -15,10 +15,10 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
-from StrokeSegLib import mrml  # noqa: E402
-from StrokeSegLib.logic import StrokeSegLogic  # noqa: E402
-from StrokeSegLib.panel import SegmentationRun, guess_inputs  # noqa: E402
-from StrokeSegLib.synthetic import make_synthetic_case  # noqa: E402
+from StrokeSegLib.apps.phantom import make_synthetic_case  # noqa: E402
+from StrokeSegLib.panels.panel import SegmentationRun, guess_inputs  # noqa: E402
+from StrokeSegLib.scene import mrml  # noqa: E402
+from StrokeSegLib.scene.logic import StrokeSegLogic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = Path(__file__).resolve().parent / "fake_applauncher.py"
@@ -159,8 +159,8 @@ def test_models_are_listed_and_described_without_torch(tmp_path: Path, tiny_mode
                 if name.split(".")[0] == "torch" or name == "safetensors.torch":
                     raise ImportError("torch is blocked in this test")
         sys.meta_path.insert(0, Block())
-        from StrokeSegLib.panel import model_choices
-        from StrokeSegLib.model_registry import list_models
+        from StrokeSegLib.panels.panel import model_choices
+        from StrokeSegLib.engine.model_registry import list_models
         choices, default = model_choices()
         described = {e.model_id: (e.metadata.threshold, e.metadata.network_config.required_divisor)
                      for e in list_models()}

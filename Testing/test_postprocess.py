@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.postprocess import lesion_table, lesion_volume_ml, postprocess, remove_small_components
+from StrokeSegLib.engine.postprocess import lesion_table, lesion_volume_ml, postprocess, remove_small_components
 
 
 def test_threshold_and_brain_mask() -> None:

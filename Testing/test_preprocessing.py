@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.errors import CancelledError, GeometryError, InvalidImageError
-from StrokeSegLib.geometry import CANONICAL_FRAME, Grid, resample_to_grid
-from StrokeSegLib.preprocessing import CHANNELS, PreparedCase, PreprocessConfig, prepare_case
-from StrokeSegLib.synthetic import make_synthetic_case
+from StrokeSegLib.apps.phantom import make_synthetic_case
+from StrokeSegLib.common.errors import CancelledError, GeometryError, InvalidImageError
+from StrokeSegLib.common.geometry import CANONICAL_FRAME, Grid, resample_to_grid
+from StrokeSegLib.preprocessing.prepare import CHANNELS, PreparedCase, PreprocessConfig, prepare_case
 
 SIZE, SPACING = (96, 96, 22), (0.9, 0.9, 4.0)
 ADC_SHIFT, ADC_SPACING = (1.1, -0.7, 0.9), (1.2, 1.2, 3.0)

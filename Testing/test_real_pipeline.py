@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.alignment import align_to_reference
-from StrokeSegLib.geometry import Grid, resample_to_grid, same_grid
-from StrokeSegLib.imageio import read_image, read_mask
-from StrokeSegLib.preprocessing import PreprocessConfig, prepare_case
+from StrokeSegLib.common.geometry import Grid, resample_to_grid, same_grid
+from StrokeSegLib.io.imageio import read_image, read_mask
+from StrokeSegLib.preprocessing.alignment import align_to_reference
+from StrokeSegLib.preprocessing.prepare import PreprocessConfig, prepare_case
 
 
 def isles_files(root: Path, number: int) -> tuple[Path, Path, Path]:
@@ -139,7 +139,7 @@ def test_real_adc_units_are_detected_and_infarcts_read_as_restricted(isles_root:
                                                                      unit: float) -> None:
     """The three cases store ADC in two conventions (README of the data); after physical normalisation the expert
     lesion reads as restricted diffusion (below normal tissue) in every one of them."""
-    from StrokeSegLib.normalization import ADC_CENTRE, ADC_SCALE, detect_adc_unit_mm2s
+    from StrokeSegLib.preprocessing.normalization import ADC_CENTRE, ADC_SCALE, detect_adc_unit_mm2s
 
     dwi_path, adc_path, mask_path = isles_files(isles_root, number)
     dwi, adc = read_image(dwi_path, "DWI"), read_image(adc_path, "ADC")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from StrokeSegLib.apps.phantom import make_synthetic_case, write_synthetic_case
 from StrokeSegLib.cli import main as strokeseg
-from StrokeSegLib.geometry import Grid
-from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
+from StrokeSegLib.common.geometry import Grid
 
 
 def _write_case(folder: Path, seed: int, **kwargs: object) -> tuple[Path, Path, sitk.Image]:
@@ -105,8 +105,8 @@ def test_segment_real_isles_case_lands_on_its_grid(isles_root: Path, tmp_path: P
 def test_the_model_file_decides_how_the_adc_is_normalised(tmp_path: Path, adc_mode: str, make_tiny_model) -> None:
     """A model trained on physical ADC must see physical ADC at deployment: the same physics in another unit gives
     the same result, but a 20 % different ADC does not -- while a z-score model cannot tell the two apart."""
-    from StrokeSegLib.preprocess_config import PreprocessConfig
-    from StrokeSegLib.segmentation import SegmentOptions, segment_images
+    from StrokeSegLib.engine.segmentation import SegmentOptions, segment_images
+    from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 
     model = make_tiny_model(tmp_path / f"{adc_mode}.safetensors", f"tiny-{adc_mode}", seed=1,
                             preprocess=PreprocessConfig(target_spacing=(3.0, 3.0, 3.0), adc_normalization=adc_mode))

@@ -166,7 +166,7 @@ def test_every_python_file_and_resource_is_packaged(cmake_modules) -> None:
 
     base = ROOT / "StrokeSeg"
     lib_files = rel(LIB.rglob("*.py"), base)
-    assert len(lib_files) >= 10 and "StrokeSegLib/mrml.py" in lib_files
+    assert len(lib_files) >= 10 and "StrokeSegLib/scene/mrml.py" in lib_files
     assert lib_files <= set(strokeseg["SCRIPTS"]), lib_files - set(strokeseg["SCRIPTS"])
     models = rel([p for p in (LIB / "models").glob("*") if p.suffix in (".safetensors", ".json", ".sha256")], base)
     assert models <= set(strokeseg["RESOURCES"])
@@ -323,8 +323,8 @@ def test_strokeseglib_imports_where_slicer_does_not_exist() -> None:
     script = BLOCKER + textwrap.dedent(
         """
         import StrokeSegLib
-        from StrokeSegLib import dependencies, logic, mrml
-        from StrokeSegLib.errors import InvalidImageError, StrokeSegError
+        from StrokeSegLib.scene import dependencies, logic, mrml
+        from StrokeSegLib.common.errors import InvalidImageError, StrokeSegError
         assert StrokeSegLib.StrokeSegLogic is logic.StrokeSegLogic
         assert "slicer" not in sys.modules and "vtk" not in sys.modules
         try:
@@ -408,7 +408,7 @@ def test_sample_data_checksums_match_the_hosted_files(isles_root: Path) -> None:
 
 
 def test_requirement_checks() -> None:
-    from StrokeSegLib import dependencies as deps
+    from StrokeSegLib.scene import dependencies as deps
 
     assert deps.requirement_satisfied("numpy>=1.0")
     assert not deps.requirement_satisfied("numpy>=9999")
@@ -420,7 +420,7 @@ def test_requirement_checks() -> None:
 def test_constraints_pin_slicers_numpy_and_simpleitk(tmp_path: Path) -> None:
     import importlib.metadata
 
-    from StrokeSegLib import dependencies as deps
+    from StrokeSegLib.scene import dependencies as deps
 
     lines = deps.protection_constraints(tmp_path).read_text().split()
     assert f"numpy=={importlib.metadata.version('numpy')}" in lines
@@ -430,7 +430,7 @@ def test_constraints_pin_slicers_numpy_and_simpleitk(tmp_path: Path) -> None:
 @pytest.fixture
 def fake_slicer(monkeypatch: pytest.MonkeyPatch):
     """A stand-in ``slicer`` (with or without ``slicer.packaging``) and ``PyTorchUtils`` that record calls."""
-    from StrokeSegLib import dependencies as deps
+    from StrokeSegLib.scene import dependencies as deps
 
     calls: dict[str, list] = {"pip_ensure": [], "pip_install": [], "installTorch": []}
     installed: set[str] = set()
@@ -464,7 +464,7 @@ def fake_slicer(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_user_who_declines_gets_nothing_installed(fake_slicer) -> None:
-    from StrokeSegLib import dependencies as deps
+    from StrokeSegLib.scene import dependencies as deps
 
     questions = []
     assert deps.ensure_dependencies(ask=lambda q: questions.append(q) or False,
@@ -474,7 +474,7 @@ def test_user_who_declines_gets_nothing_installed(fake_slicer) -> None:
 
 
 def test_accepting_installs_torch_through_pytorchutils_and_pins_slicers_packages(fake_slicer) -> None:
-    from StrokeSegLib import dependencies as deps
+    from StrokeSegLib.scene import dependencies as deps
 
     assert deps.ensure_dependencies(ask=lambda q: True, requirements=["strokeseg-fake>=1"]) is True
     assert fake_slicer.calls["installTorch"] == [{"ask": False, "version": deps.TORCH_REQUIREMENT}]
@@ -488,7 +488,7 @@ def test_accepting_installs_torch_through_pytorchutils_and_pins_slicers_packages
 
 
 def test_older_slicer_falls_back_to_pip_install_with_constraints(fake_slicer) -> None:
-    from StrokeSegLib import dependencies as deps
+    from StrokeSegLib.scene import dependencies as deps
 
     fake_slicer.monkeypatch.setitem(sys.modules, "slicer.packaging", None)  # Slicer < 5.12: no slicer.packaging
     fake_slicer.installed.add("torch")
@@ -498,8 +498,8 @@ def test_older_slicer_falls_back_to_pip_install_with_constraints(fake_slicer) ->
 
 
 def test_failed_install_is_reported(fake_slicer) -> None:
-    from StrokeSegLib import dependencies as deps
-    from StrokeSegLib.errors import StrokeSegError
+    from StrokeSegLib.common.errors import StrokeSegError
+    from StrokeSegLib.scene import dependencies as deps
 
     fake_slicer.installed.add("torch")
     fake_slicer.monkeypatch.setattr(deps, "install_packages", lambda reqs: None)  # pip "succeeded" but nothing came
@@ -508,8 +508,8 @@ def test_failed_install_is_reported(fake_slicer) -> None:
 
 
 def test_missing_pytorch_extension_is_explained(fake_slicer) -> None:
-    from StrokeSegLib import dependencies as deps
-    from StrokeSegLib.errors import StrokeSegError
+    from StrokeSegLib.common.errors import StrokeSegError
+    from StrokeSegLib.scene import dependencies as deps
 
     fake_slicer.monkeypatch.setitem(sys.modules, "PyTorchUtils", None)
     with pytest.raises(StrokeSegError, match="Extensions Manager"):

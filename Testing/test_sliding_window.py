@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from StrokeSegLib import devices
-from StrokeSegLib.errors import CancelledError, StrokeSegError
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-from StrokeSegLib.sliding_window import (
+from StrokeSegLib.common.errors import CancelledError, StrokeSegError
+from StrokeSegLib.engine import devices
+from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
+from StrokeSegLib.engine.sliding_window import (
     axis_starts,
     gaussian_importance,
     iter_window_starts,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from StrokeSegLib.imageio import read_image, read_mask
-from StrokeSegLib.metrics import case_metrics
-from StrokeSegLib.model_file import load_model
-from StrokeSegLib.model_registry import DEFAULT_MODEL_ID, resolve_model
-from StrokeSegLib.segmentation import segment_images
+from StrokeSegLib.engine.model_file import load_model
+from StrokeSegLib.engine.model_registry import DEFAULT_MODEL_ID, resolve_model
+from StrokeSegLib.engine.segmentation import segment_images
+from StrokeSegLib.evaluation.metrics import case_metrics
+from StrokeSegLib.io.imageio import read_image, read_mask
 
 CASES = ("sub-strokecase0002", "sub-strokecase0003", "sub-strokecase0009")
 MEAN_DICE_FLOOR = 0.60

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from StrokeSegLib.geometry import resample_to_grid
+from StrokeSegLib.common.geometry import resample_to_grid
 from StrokeSegTrainLib.cli import main as train_main
 from StrokeSegTrainLib.synth.dataset import case_paths
 from StrokeSegTrainLib.synth.generator import SynthConfig, generate_case

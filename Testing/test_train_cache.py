@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.errors import InputFileError
-from StrokeSegLib.geometry import Grid
-from StrokeSegLib.imageio import read_image
-from StrokeSegLib.preprocess_config import PreprocessConfig
-from StrokeSegLib.preprocessing import prepare_case
-from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
+from StrokeSegLib.apps.phantom import make_synthetic_case, write_synthetic_case
+from StrokeSegLib.common.errors import InputFileError
+from StrokeSegLib.common.geometry import Grid
+from StrokeSegLib.io.imageio import read_image
+from StrokeSegLib.preprocessing.prepare import prepare_case
+from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 from StrokeSegTrainLib.data_cache import build_entry, open_entry
 from StrokeSegTrainLib.dataset import MissingMaskWarning, load_training_cases, read_case_csv
 

@@ -6,7 +6,7 @@ import json
 
 from train_fixtures import CASE_IDS, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
-from StrokeSegLib.evaluation import CSV_COLUMNS
+from StrokeSegLib.evaluation.scoring import CSV_COLUMNS
 from StrokeSegTrainLib.cli import main
 
 
@@ -42,7 +42,7 @@ def test_cv_pools_every_case_once(tmp_path, capsys) -> None:
 
 
 def test_train_prints_the_panels_progress_lines_and_stops_on_its_cancel_file(tmp_path, capsys) -> None:
-    from StrokeSegLib.progress import parse_progress_line
+    from StrokeSegLib.common.progress import parse_progress_line
 
     root = write_synthetic_root(tmp_path / "isles")
     (tmp_path / "config.json").write_text(json.dumps(tiny_config(num_folds=2, iterations_per_epoch=1).to_dict()))

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from StrokeSegLib.errors import StrokeSegError
+from StrokeSegLib.common.errors import StrokeSegError
 from StrokeSegTrainLib.config import DEFAULT_PATCH_SIZE, TrainConfig, load_config
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from train_fixtures import tiny_config, write_synthetic_root
 
-from StrokeSegLib.model_file import load_model
+from StrokeSegLib.engine.model_file import load_model
 from StrokeSegTrainLib.checkpoint import load_checkpoint
 
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
-from StrokeSegLib.errors import CancelledError, StrokeSegError
-from StrokeSegLib.model_file import file_sha256, load_model
-from StrokeSegLib.network import AttentionUNet3D
-from StrokeSegLib.network_config import NetworkConfig
-from StrokeSegLib.preprocess_config import PreprocessConfig
+from StrokeSegLib.common.errors import CancelledError, StrokeSegError
+from StrokeSegLib.engine.model_file import file_sha256, load_model
+from StrokeSegLib.engine.network import AttentionUNet3D
+from StrokeSegLib.engine.network_config import NetworkConfig
+from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 from StrokeSegTrainLib.export import training_network_config
 from StrokeSegTrainLib.initial_weights import load_initial_weights
 from StrokeSegTrainLib.trainer import train

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from train_fixtures import single_thread  # noqa: F401 (autouse fixture)
 
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
 from StrokeSegTrainLib.config import LossConfig, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 from StrokeSegTrainLib.trainer import train_step

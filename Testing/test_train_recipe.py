@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from train_fixtures import single_thread, tiny_config  # noqa: F401
 
-from StrokeSegLib.errors import StrokeSegError
-from StrokeSegLib.model_file import file_sha256, load_model
+from StrokeSegLib.common.errors import StrokeSegError
+from StrokeSegLib.engine.model_file import file_sha256, load_model
 from StrokeSegTrainLib.cli import build_parser
 from StrokeSegTrainLib.cli import main as train_main
 from StrokeSegTrainLib.config import load_config

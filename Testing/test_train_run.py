@@ -9,10 +9,10 @@ import SimpleITK as sitk
 import torch
 from train_fixtures import CancelInEpoch, single_thread, tiny_config, write_synthetic_root  # noqa: F401
 
-from StrokeSegLib.errors import CancelledError, StrokeSegError
-from StrokeSegLib.evaluation import CSV_COLUMNS
-from StrokeSegLib.model_file import load_model
-from StrokeSegLib.segmentation import SegmentOptions, segment_files
+from StrokeSegLib.common.errors import CancelledError, StrokeSegError
+from StrokeSegLib.engine.model_file import load_model
+from StrokeSegLib.engine.segmentation import SegmentOptions, segment_files
+from StrokeSegLib.evaluation.scoring import CSV_COLUMNS
 from StrokeSegTrainLib.checkpoint import load_checkpoint
 from StrokeSegTrainLib.history import History
 from StrokeSegTrainLib.splits import patient_id

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from StrokeSegLib.errors import StrokeSegError
+from StrokeSegLib.common.errors import StrokeSegError
 from StrokeSegTrainLib.splits import load_or_create_splits, make_splits, patient_id
 
 

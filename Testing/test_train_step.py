@@ -13,10 +13,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from train_fixtures import random_batch, run_forked, single_thread  # noqa: F401 (autouse fixture)
 
-from StrokeSegLib import devices
-from StrokeSegLib.errors import StrokeSegError
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-from StrokeSegLib.sliding_window import sliding_window_predict
+from StrokeSegLib.common.errors import StrokeSegError
+from StrokeSegLib.engine import devices
+from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
+from StrokeSegLib.engine.sliding_window import sliding_window_predict
 from StrokeSegTrainLib import distributed
 from StrokeSegTrainLib.config import LossConfig, TrainConfig
 from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss

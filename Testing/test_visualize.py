@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokeSegLib.visualize import (
+from StrokeSegLib.evaluation.visualize import (
     dice_histogram_png,
     dice_vs_volume_png,
     lesion_slice,

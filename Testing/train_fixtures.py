@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from StrokeSegLib.network_config import NetworkConfig
-from StrokeSegLib.preprocess_config import PreprocessConfig
-from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
+from StrokeSegLib.apps.phantom import make_synthetic_case, write_synthetic_case
+from StrokeSegLib.engine.network_config import NetworkConfig
+from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 from StrokeSegTrainLib.config import AugmentationConfig, TrainConfig
 
 # Five patients, one with two sessions: the patient-level split must keep sub-p0's sessions together.

@@ -34,7 +34,7 @@ DEFAULT_DATA = PROJECT.parent / "shared" / "data" / "ISLES-2022"
 
 def _link_cases(source: Path, target: Path, repeat: int) -> int:
     """``repeat`` copies (links) of every case under ``source`` with ids ``sub-rNxID_ses-...``; returns their count."""
-    from StrokeSegLib.cases import find_cases
+    from StrokeSegLib.io.cases import find_cases
 
     count = 0
     for case in find_cases(source):
@@ -73,9 +73,9 @@ def _small_model(folder: Path, features: tuple[int, ...]) -> Path:
 
     import torch
 
-    from StrokeSegLib.model_file import save_model
-    from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-    from StrokeSegLib.segmentation import get_model
+    from StrokeSegLib.engine.model_file import save_model
+    from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
+    from StrokeSegLib.engine.segmentation import get_model
 
     starter = get_model(None).metadata
     torch.manual_seed(0)
@@ -89,7 +89,7 @@ def _small_model(folder: Path, features: tuple[int, ...]) -> Path:
 
 
 def _run(root: Path, out: Path, model: Any, options: Any, prefetch: int) -> tuple[float, dict[str, float], Any]:
-    from StrokeSegLib import batch
+    from StrokeSegLib.apps import batch
 
     clock = StageClock()
     originals = {name: getattr(batch, name) for name in
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from StrokeSegLib.segmentation import SegmentOptions, get_model
+    from StrokeSegLib.engine.segmentation import SegmentOptions, get_model
 
     if not args.data.is_dir():
         print(f"no data at {args.data}", file=sys.stderr)

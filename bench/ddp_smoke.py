@@ -27,8 +27,8 @@ CASE_IDS = ("sub-s0_ses-0001", "sub-s1_ses-0001", "sub-s2_ses-0001", "sub-s3_ses
 
 def _config(epochs: int) -> dict:
     """A 3-level network on 16^3 patches at 4 mm: the whole pipeline in seconds."""
-    from StrokeSegLib.network_config import NetworkConfig
-    from StrokeSegLib.preprocess_config import PreprocessConfig
+    from StrokeSegLib.engine.network_config import NetworkConfig
+    from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
     from StrokeSegTrainLib.config import TrainConfig
 
     return TrainConfig(network=NetworkConfig(features=(8, 16, 32), deep_supervision=True),
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             print("would run:\n  " + " ".join(first) + "\n  " + " ".join(resume))
             return 0
 
-        from StrokeSegLib.model_file import load_model
-        from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
+        from StrokeSegLib.apps.phantom import make_synthetic_case, write_synthetic_case
+        from StrokeSegLib.engine.model_file import load_model
 
         for seed, case_id in enumerate(CASE_IDS):
             write_synthetic_case(make_synthetic_case(seed=seed, size=(32, 32, 20), spacing=(4.0, 4.0, 6.0)), root,

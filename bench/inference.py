@@ -1,8 +1,8 @@
 """Whole-case inference latency and peak memory, against the network's own floor and against MONAI.
 
 Why these three numbers: ``end_to_end_s`` is what a user waits for (read, align, prepare, predict, post-process, write,
-through :func:`StrokeSegLib.segmentation.segment_files`); ``floor_s`` is the bare forward passes of the same network
-over the same windows of the same prepared image (no blending, no I/O: nothing can be faster with this network);
+through :func:`StrokeSegLib.engine.segmentation.segment_files`); ``floor_s`` is the bare forward passes of the same
+network over the same windows of the same prepared image (no blending, no I/O: nothing can be faster with this network);
 ``monai_s`` is MONAI's ``sliding_window_inference`` with the same network, patch, overlap, batch size and Gaussian
 blending, followed by the sigmoid (the peer). ``predict_s`` (our sliding window alone, from the segmentation report)
 against ``monai_s`` is the like-for-like comparison; ``end_to_end_s`` against both shows what the rest costs. Without
@@ -69,9 +69,9 @@ def _best(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]
 def _make_model(folder: Path, args: argparse.Namespace) -> Path:
     import torch
 
-    from StrokeSegLib.model_file import ModelMetadata, save_model
-    from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
-    from StrokeSegLib.preprocess_config import PreprocessConfig
+    from StrokeSegLib.engine.model_file import ModelMetadata, save_model
+    from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
+    from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 
     if args.model:
         return Path(args.model)
@@ -91,12 +91,12 @@ def _measure_case(name: str, args: argparse.Namespace) -> dict[str, Any]:
     import SimpleITK as sitk
     import torch
 
-    from StrokeSegLib.devices import INFERENCE_AMP, autocast_context
-    from StrokeSegLib.model_file import load_model
-    from StrokeSegLib.preprocessing import prepare_case
-    from StrokeSegLib.segmentation import SegmentOptions, segment_files
-    from StrokeSegLib.sliding_window import iter_window_starts, pad_to_patch
-    from StrokeSegLib.synthetic import make_synthetic_case
+    from StrokeSegLib.apps.phantom import make_synthetic_case
+    from StrokeSegLib.engine.devices import INFERENCE_AMP, autocast_context
+    from StrokeSegLib.engine.model_file import load_model
+    from StrokeSegLib.engine.segmentation import SegmentOptions, segment_files
+    from StrokeSegLib.engine.sliding_window import iter_window_starts, pad_to_patch
+    from StrokeSegLib.preprocessing.prepare import prepare_case
 
     try:
         from monai.inferers import sliding_window_inference
@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
         parser.error(f"--device must be cpu or cuda, got {args.device!r}")
     if args.model:
-        from StrokeSegLib.errors import StrokeSegError
-        from StrokeSegLib.model_registry import resolve_model
+        from StrokeSegLib.common.errors import StrokeSegError
+        from StrokeSegLib.engine.model_registry import resolve_model
 
         try:
             args.model = str(resolve_model(args.model))

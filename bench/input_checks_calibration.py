@@ -1,4 +1,5 @@
-"""Margins of the input checks (StrokeSegLib.input_checks) on correct pairs and on the mix-ups they must refuse.
+"""Margins of the input checks (StrokeSegLib.preprocessing.input_checks) on correct pairs and on the mix-ups they must
+refuse.
 
 Correct pairs: the real scans in ../shared/data (ISLES 2022 cases 0002, 0003, 0009 and the non-stripped subject02)
 and every case of a generated folder (``strokeseg-train synth``). Mix-ups: built from the real scans (b=0 as DWI,
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from StrokeSegLib.errors import StrokeSegError
-from StrokeSegLib.imageio import read_image
-from StrokeSegLib.input_checks import check_inputs, check_same_brain
-from StrokeSegLib.preprocessing import PreprocessConfig, prepare_case
+from StrokeSegLib.common.errors import StrokeSegError
+from StrokeSegLib.io.imageio import read_image
+from StrokeSegLib.preprocessing.input_checks import check_inputs, check_same_brain
+from StrokeSegLib.preprocessing.prepare import PreprocessConfig, prepare_case
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -51,7 +51,7 @@ def _peak_rss_mb() -> float:
 
 
 def _config(args: argparse.Namespace):
-    from StrokeSegLib.network_config import NetworkConfig
+    from StrokeSegLib.engine.network_config import NetworkConfig
     from StrokeSegTrainLib.config import TrainConfig
 
     return TrainConfig(network=NetworkConfig(features=args.features, deep_supervision=True),
@@ -61,8 +61,8 @@ def _config(args: argparse.Namespace):
 
 def _make_cases(folder: Path, count: int) -> list[str]:
     """ISLES-sized synthetic cases (112x112x73 at 2 mm) in the preprocessing cache; returns the entry folders."""
-    from StrokeSegLib.preprocess_config import PreprocessConfig
-    from StrokeSegLib.synthetic import make_synthetic_case, write_synthetic_case
+    from StrokeSegLib.apps.phantom import make_synthetic_case, write_synthetic_case
+    from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
     from StrokeSegTrainLib.data_cache import build_entry
 
     entries = []
@@ -76,8 +76,8 @@ def _make_cases(folder: Path, count: int) -> list[str]:
 def _training_parts(args: argparse.Namespace):
     import torch
 
-    from StrokeSegLib.devices import uses_grad_scaler
-    from StrokeSegLib.network import AttentionUNet3D
+    from StrokeSegLib.engine.devices import uses_grad_scaler
+    from StrokeSegLib.engine.network import AttentionUNet3D
     from StrokeSegTrainLib.export import training_network_config
     from StrokeSegTrainLib.losses import DeepSupervisionLoss, SegmentationLoss
 

@@ -6,7 +6,7 @@ editor's own modification call (so Undo and the editor's masking settings apply)
 lesion" (created with the module's colour and terminology when missing), or into the selected segment when the option
 says so; Cancel discards the preview. A preview whose inputs changed is discarded, and Apply without a valid preview
 computes first. It runs in Slicer's own process with a modal, cancellable progress dialog, through the same
-StrokeSegLogic as the module; the Qt-free parts are StrokeSegLib.mrml and StrokeSegLib.effect_state.
+StrokeSegLogic as the module; the Qt-free parts are StrokeSegLib.scene.mrml and StrokeSegLib.panels.effect_state.
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     def activate(self) -> None:
         self.refreshModels()
         if self.adcSelector.currentNode() is None:
-            from StrokeSegLib.panel import guess_inputs
+            from StrokeSegLib.panels.panel import guess_inputs
 
             adc = guess_inputs(slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")).get("adc")
             if adc is not None:
@@ -143,7 +143,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def refreshModels(self) -> None:
         """Installed models, read from their headers (no torch in Slicer's process until Apply)."""
-        from StrokeSegLib.panel import model_choices
+        from StrokeSegLib.panels.panel import model_choices
 
         wasBlocked = self.modelComboBox.blockSignals(True)
         self.modelComboBox.clear()
@@ -194,7 +194,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     # ---- preview ----
 
     def currentKey(self):
-        from StrokeSegLib.effect_state import PreviewKey
+        from StrokeSegLib.panels.effect_state import PreviewKey
 
         return PreviewKey.of(self.sourceVolumeNode(), self.adcSelector.currentNode(),
                              self.modelComboBox.currentData, self.ttaCheckBox.checked)
@@ -221,8 +221,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     def run(self, work, what: str):
         """Run ``work(progress, cancel)`` once at a time, with a modal progress dialog that neither resets nor closes
         by itself; errors end in a dialog. Returns work's result, or None when cancelled or failed."""
-        from StrokeSegLib.effect_state import OverallProgress
-        from StrokeSegLib.errors import CancelledError
+        from StrokeSegLib.common.errors import CancelledError
+        from StrokeSegLib.panels.effect_state import OverallProgress
 
         if self.busy:
             return None
@@ -258,7 +258,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def onPreview(self) -> bool:
         """Compute the lesion into a temporary segmentation shown at half opacity; True when one is ready."""
-        from StrokeSegLib.dependencies import ensure_dependencies
+        from StrokeSegLib.scene.dependencies import ensure_dependencies
 
         if self.busy:
             return False
@@ -289,9 +289,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     def computePreview(self, dwi, adc, segmentationNode, progress, cancel):
         """(preview node, lesion mask on the DWI's world grid, summary); the node follows the segmentation's parent
         transform, so the preview shows where Apply will write."""
-        from StrokeSegLib import mrml
-        from StrokeSegLib.logic import StrokeSegLogic, summary_text
-        from StrokeSegLib.options import SegmentOptions
+        from StrokeSegLib.engine.options import SegmentOptions
+        from StrokeSegLib.scene import mrml
+        from StrokeSegLib.scene.logic import StrokeSegLogic, summary_text
 
         scene = dwi.GetScene()
         preview = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName("StrokeSeg preview"))
@@ -329,7 +329,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.resultLabel.text = self.lastSummary
 
     def applyPreview(self) -> None:
-        from StrokeSegLib import mrml
+        from StrokeSegLib.scene import mrml
 
         parameters = self.scriptedEffect.parameterSetNode()
         segmentationNode = parameters.GetSegmentationNode()

@@ -13,9 +13,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import CancelledError, StrokeSegError
-from .options import SegmentOptions
-from .progress import PROGRESS_PREFIX, CancelFile, progress_line  # noqa: F401  (PROGRESS_PREFIX re-exported)
+from .common.errors import CancelledError, StrokeSegError
+from .common.progress import PROGRESS_PREFIX, CancelFile, progress_line  # noqa: F401  (PROGRESS_PREFIX re-exported)
+from .engine.options import SegmentOptions
 
 log = logging.getLogger("strokeseg")
 
@@ -52,7 +52,7 @@ class TerminalProgress:
 
 
 def _add_inference_options(p: argparse.ArgumentParser) -> None:
-    """``--model`` plus one argument per :class:`~StrokeSegLib.options.SegmentOptions` field."""
+    """``--model`` plus one argument per :class:`~StrokeSegLib.engine.options.SegmentOptions` field."""
     p.add_argument("--model", default=None,
                    help="model id, or a model file (.safetensors); default: the bundled starter model")
     SegmentOptions.add_arguments(p)
@@ -64,7 +64,7 @@ def _options(args: argparse.Namespace) -> SegmentOptions:
 
 def _check_image_output(path: str, what: str) -> None:
     """Before computing: the output name must be an image format we write, and its place writable."""
-    from .atomic import check_writable, full_suffix
+    from .common.atomic import check_writable, full_suffix
 
     if full_suffix(path).lower() not in IMAGE_SUFFIXES:
         raise StrokeSegError(f"{path}: the {what} must be an image file ending in {', '.join(IMAGE_SUFFIXES)}.")
@@ -72,8 +72,8 @@ def _check_image_output(path: str, what: str) -> None:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .atomic import check_writable
-    from .segmentation import segment_files
+    from .common.atomic import check_writable
+    from .engine.segmentation import segment_files
 
     _check_image_output(args.out, "output mask")
     if args.prob:
@@ -97,7 +97,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _shard(text: str) -> tuple[int, int]:
-    from .batch import parse_shard
+    from .apps.batch import parse_shard
 
     try:
         return parse_shard(text)
@@ -106,9 +106,9 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .atomic import check_writable_folder
-    from .batch import run_batch
-    from .batch_table import merge_tables
+    from .apps.batch import run_batch
+    from .apps.batch_table import merge_tables
+    from .common.atomic import check_writable_folder
 
     if args.merge is not None:
         if args.input_root is not None or args.out is not None:
@@ -136,8 +136,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .atomic import check_writable_folder
-    from .evaluation import evaluate, format_summary
+    from .common.atomic import check_writable_folder
+    from .evaluation.scoring import evaluate, format_summary
 
     check_writable_folder(args.out, "report folder")
     report = evaluate(args.pred, args.gt, args.out)
@@ -146,7 +146,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from . import model_registry as registry
+    from .engine import model_registry as registry
 
     if args.action == "ensemble":
         return _make_ensemble(args)
@@ -178,7 +178,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _make_ensemble(args: argparse.Namespace) -> int:
-    from .ensemble import build_ensemble
+    from .engine.ensemble import build_ensemble
 
     if not args.files or args.out is None or args.name is None:
         raise StrokeSegError("usage: strokeseg models ensemble MEMBER [MEMBER ...] --out FILE.safetensors --name ID "
@@ -190,7 +190,7 @@ def _make_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .apps.demo import run_demo
 
     return run_demo(Path(args.out))
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from StrokeSegLib.atomic import write_text_atomic
-from StrokeSegLib.errors import StrokeSegError
-from StrokeSegLib.model_file import MODEL_SUFFIX, load_model, save_model
-from StrokeSegLib.model_registry import bundled_dir, checksum_path
+from StrokeSegLib.common.atomic import write_text_atomic
+from StrokeSegLib.common.errors import StrokeSegError
+from StrokeSegLib.engine.model_file import MODEL_SUFFIX, load_model, save_model
+from StrokeSegLib.engine.model_registry import bundled_dir, checksum_path
 
 
 def bundle_model(source: str | Path, model_id: str, dest_dir: str | Path | None = None,

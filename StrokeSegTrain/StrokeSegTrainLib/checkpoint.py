@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from StrokeSegLib.atomic import atomic_path
-from StrokeSegLib.errors import StrokeSegError
+from StrokeSegLib.common.atomic import atomic_path
+from StrokeSegLib.common.errors import StrokeSegError
 
 CHECKPOINT_FORMAT = 1
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from StrokeSegLib.errors import CancelledError, StrokeSegError
+from StrokeSegLib.common.errors import CancelledError, StrokeSegError
 
 from . import __version__, bundle, commands, recipe
 from .synth import command as synth_command

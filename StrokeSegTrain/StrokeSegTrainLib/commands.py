@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from StrokeSegLib.progress import CancelFile, MachineProgress
+from StrokeSegLib.common.progress import CancelFile, MachineProgress
 
 from .config import TrainConfig, load_config
 

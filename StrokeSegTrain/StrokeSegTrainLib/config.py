@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from StrokeSegLib.errors import StrokeSegError
-from StrokeSegLib.network_config import NetworkConfig
-from StrokeSegLib.preprocess_config import PreprocessConfig
+from StrokeSegLib.common.errors import StrokeSegError
+from StrokeSegLib.engine.network_config import NetworkConfig
+from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 
 from .sampler import FOREGROUND_SAMPLING
 

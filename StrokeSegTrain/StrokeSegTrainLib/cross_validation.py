@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from StrokeSegLib.progress import CancelToken, ProgressCallback, report
+from StrokeSegLib.common.progress import CancelToken, ProgressCallback, report
 
 from . import distributed
 from .config import TrainConfig

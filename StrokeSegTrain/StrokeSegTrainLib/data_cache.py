@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from StrokeSegLib.atomic import write_json_atomic
-from StrokeSegLib.cases import Case
-from StrokeSegLib.geometry import Grid, resample_to_grid
-from StrokeSegLib.imageio import read_image, read_mask
-from StrokeSegLib.preprocess_config import PreprocessConfig
-from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, report
+from StrokeSegLib.common.atomic import write_json_atomic
+from StrokeSegLib.common.geometry import Grid, resample_to_grid
+from StrokeSegLib.common.progress import CancelToken, ProgressCallback, check_cancel, report
+from StrokeSegLib.io.cases import Case
+from StrokeSegLib.io.imageio import read_image, read_mask
+from StrokeSegLib.preprocessing.preprocess_config import PreprocessConfig
 
 #: Part of every cache key; raised whenever ``prepare_case`` puts voxels elsewhere (2: canonical network grid).
 CACHE_FORMAT = 2
@@ -92,7 +92,7 @@ def _brain_bbox(brain: np.ndarray) -> tuple[tuple[int, int, int], tuple[int, int
 
 def _prepare_arrays(case: Case, preprocess: PreprocessConfig, dtype: str) -> tuple[dict[str, np.ndarray], dict]:
     """Run the deployment preprocessing on one case; return its arrays and grids."""
-    from StrokeSegLib.preprocessing import prepare_case
+    from StrokeSegLib.preprocessing.prepare import prepare_case
 
     dwi = read_image(case.dwi, role="DWI")
     adc = read_image(case.adc, role="ADC")

@@ -9,8 +9,8 @@ import csv
 import warnings
 from pathlib import Path
 
-from StrokeSegLib.cases import Case, case_from_files, find_cases
-from StrokeSegLib.errors import InputFileError
+from StrokeSegLib.common.errors import InputFileError
+from StrokeSegLib.io.cases import Case, case_from_files, find_cases
 
 CSV_COLUMNS = ("case_id", "dwi", "adc", "mask")
 

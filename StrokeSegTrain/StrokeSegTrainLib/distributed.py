@@ -16,8 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from StrokeSegLib.devices import resolve_device
-from StrokeSegLib.errors import StrokeSegError
+from StrokeSegLib.common.errors import StrokeSegError
+from StrokeSegLib.engine.devices import resolve_device
 
 COLLECTIVE_TIMEOUT_S = 4 * 3600
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from StrokeSegLib.model_file import ModelMetadata, save_model
-from StrokeSegLib.network import AttentionUNet3D, NetworkConfig
+from StrokeSegLib.engine.model_file import ModelMetadata, save_model
+from StrokeSegLib.engine.network import AttentionUNet3D, NetworkConfig
 
 from .config import TrainConfig
 

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from StrokeSegLib.atomic import atomic_path, write_json_atomic, write_text_atomic
+from StrokeSegLib.common.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 # Columns whose values depend on wall-clock time, not on the computation: excluded when comparing two runs.
 TIMING_COLUMNS = ("epoch_seconds", "patches_per_second")

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from StrokeSegLib.errors import StrokeSegError
-from StrokeSegLib.model_file import ModelMetadata, load_model, read_metadata
-from StrokeSegLib.model_registry import resolve_model
+from StrokeSegLib.common.errors import StrokeSegError
+from StrokeSegLib.engine.model_file import ModelMetadata, load_model, read_metadata
+from StrokeSegLib.engine.model_registry import resolve_model
 
 from .config import TrainConfig
 from .export import AUX_HEADS_PREFIX, inference_network_config

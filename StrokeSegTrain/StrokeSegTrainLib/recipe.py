@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from StrokeSegLib.atomic import write_json_atomic
-from StrokeSegLib.errors import StrokeSegError
+from StrokeSegLib.common.atomic import write_json_atomic
+from StrokeSegLib.common.errors import StrokeSegError
 
 from .config import TrainConfig, load_config
 from .synth.command import build_synth_config

@@ -1,7 +1,7 @@
 """Validation reports in exactly the format of ``strokeseg evaluate``: ``metrics.csv``, ``summary.json``, plots.
 
 Per-fold and pooled cross-validation results are read by the same tools as an evaluation of deployed predictions, so
-the CSV writer and the statistics are taken from :mod:`StrokeSegLib.evaluation` rather than re-implemented.
+the CSV writer and the statistics are taken from :mod:`StrokeSegLib.evaluation.scoring` rather than re-implemented.
 """
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from StrokeSegLib import evaluation
-from StrokeSegLib.evaluation import CSV_COLUMNS
-from StrokeSegLib.metrics import METRIC_KEYS
+from StrokeSegLib.evaluation import scoring as evaluation
+from StrokeSegLib.evaluation.metrics import METRIC_KEYS
+from StrokeSegLib.evaluation.scoring import CSV_COLUMNS
 
 
 def write_metrics_report(rows: list[dict[str, Any]], out_dir: str | Path, extra: dict[str, Any] | None = None,

@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from StrokeSegLib.atomic import write_json_atomic
-from StrokeSegLib.errors import StrokeSegError
+from StrokeSegLib.common.atomic import write_json_atomic
+from StrokeSegLib.common.errors import StrokeSegError
 
 SPLITS_FORMAT = 1
 _SUBJECT = re.compile(r"(sub-[^_/\\]+)")

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from StrokeSegLib.atomic import write_json_atomic, write_text_atomic
-from StrokeSegLib.devices import autocast_context, uses_grad_scaler
-from StrokeSegLib.errors import StrokeSegError
-from StrokeSegLib.network import AttentionUNet3D
-from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, report
+from StrokeSegLib.common.atomic import write_json_atomic, write_text_atomic
+from StrokeSegLib.common.errors import StrokeSegError
+from StrokeSegLib.common.progress import CancelToken, ProgressCallback, check_cancel, report
+from StrokeSegLib.engine.devices import autocast_context, uses_grad_scaler
+from StrokeSegLib.engine.network import AttentionUNet3D
 
 from . import distributed
 from .augmentation import augment_batch
@@ -498,7 +498,7 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, fold: int = 0,
     """Train fold ``fold`` of ``data`` (an ISLES root or a CSV) into ``out/fold_<fold>``; see the module docstring.
 
     ``progress("Training", fraction)`` reports the whole run's progress; ``cancel.is_set()`` is polled every step
-    and raises :class:`~StrokeSegLib.errors.CancelledError`, leaving the last end-of-epoch checkpoint to resume
+    and raises :class:`~StrokeSegLib.common.errors.CancelledError`, leaving the last end-of-epoch checkpoint to resume
     from. Under ``torchrun`` every process calls this and they train one model with DDP.
     """
     initialised_here = not distributed.group_exists()

@@ -17,12 +17,12 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from StrokeSegLib.devices import INFERENCE_AMP
-from StrokeSegLib.imageio import write_image
-from StrokeSegLib.metrics import METRIC_KEYS, case_metrics
-from StrokeSegLib.postprocess import postprocess
-from StrokeSegLib.progress import CancelToken, ProgressCallback, check_cancel, report
-from StrokeSegLib.sliding_window import sliding_window_predict
+from StrokeSegLib.common.progress import CancelToken, ProgressCallback, check_cancel, report
+from StrokeSegLib.engine.devices import INFERENCE_AMP
+from StrokeSegLib.engine.postprocess import postprocess
+from StrokeSegLib.engine.sliding_window import sliding_window_predict
+from StrokeSegLib.evaluation.metrics import METRIC_KEYS, case_metrics
+from StrokeSegLib.io.imageio import write_image
 
 from .config import TrainConfig
 from .data_cache import CachedCase

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from StrokeSegLib.cases import Case, find_cases
-from StrokeSegLib.metrics import dice_arrays
+from StrokeSegLib.io.cases import Case, find_cases
+from StrokeSegLib.evaluation.metrics import dice_arrays
 
 
 def rotation_matrix(axis: tuple[float, float, float], degrees: float) -> np.ndarray:

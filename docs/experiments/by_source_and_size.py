@@ -24,9 +24,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from StrokeSegLib.cases import find_cases
-from StrokeSegLib.lesion_detection import SIZE_EDGES_ML, size_bin_label
-from StrokeSegLib.metrics import label_lesions
+from StrokeSegLib.io.cases import find_cases
+from StrokeSegLib.evaluation.lesion_detection import SIZE_EDGES_ML, size_bin_label
+from StrokeSegLib.evaluation.metrics import label_lesions
 from StrokeSegTrainLib.synth.dataset import read_manifest
 
 #: Case total expert lesion volume bins in mL (lesion-free cases form their own row).

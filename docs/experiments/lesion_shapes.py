@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from StrokeSegLib.cases import find_cases  # noqa: E402
+from StrokeSegLib.io.cases import find_cases  # noqa: E402
 from StrokeSegTrainLib.synth.dataset import read_manifest  # noqa: E402
 from StrokeSegTrainLib.synth.lesion_library import BUNDLED_LIBRARY, load_library  # noqa: E402
 

@@ -21,8 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from StrokeSegLib.coordinates import ijk_to_lps_points, point_lps_to_ras
-from StrokeSegLib.metrics import dice_arrays, label_lesions
+from StrokeSegLib.scene.coordinates import ijk_to_lps_points, point_lps_to_ras
+from StrokeSegLib.evaluation.metrics import dice_arrays, label_lesions
 
 
 def _array(path: Path) -> tuple[sitk.Image, np.ndarray]:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from StrokeSegLib.cases import find_cases
+from StrokeSegLib.io.cases import find_cases
 
 
 def _run(*args: str) -> None:

@@ -62,7 +62,7 @@ def add_share_flags(parser: argparse.ArgumentParser) -> None:
 
 def share_overrides(args: argparse.Namespace) -> dict[str, float]:
     """The shares given as ``--p-*`` flags on the command line (flags left out are absent); outside [0, 1] refused."""
-    from StrokeSegLib.errors import StrokeSegError
+    from StrokeSegLib.common.errors import StrokeSegError
 
     from .generator import share_fields
 
@@ -75,7 +75,7 @@ def share_overrides(args: argparse.Namespace) -> dict[str, float]:
 
 def run_lesion_library(args: argparse.Namespace) -> int:
     """Build and save a lesion library; report its size."""
-    from StrokeSegLib.errors import StrokeSegError
+    from StrokeSegLib.common.errors import StrokeSegError
 
     from .lesion_library import build_library
 
@@ -92,7 +92,7 @@ def run_lesion_library(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     """Generate, write, and report the time per case."""
-    from StrokeSegLib.errors import StrokeSegError
+    from StrokeSegLib.common.errors import StrokeSegError
 
     from .dataset import write_dataset
     from .generator import generate_case
@@ -121,7 +121,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def build_synth_config(config_file: Path | None, overrides: dict, lesions: Path | None = None) -> SynthConfig:
     """The generator settings of a run: the config file (if any), then ``overrides`` (already checked) over it, then
     the ``lesions`` source; a lesion library that would be used is read once here so a bad one fails up front."""
-    from StrokeSegLib.errors import StrokeSegError
+    from StrokeSegLib.common.errors import StrokeSegError
 
     from .generator import SynthConfig, share_fields
 
@@ -149,7 +149,7 @@ def read_synth_config(path: Path) -> dict:
     """Generator settings from a JSON object; unknown keys and shares outside [0, 1] are refused."""
     import json
 
-    from StrokeSegLib.errors import StrokeSegError
+    from StrokeSegLib.common.errors import StrokeSegError
 
     from .generator import check_synth_settings
 
