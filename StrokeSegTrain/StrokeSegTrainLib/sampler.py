@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from StrokeSegLib.evaluation.metrics import label_lesions
+from StrokeSegLib.common.lesions import label_lesions
 
 #: How a foreground patch picks its centre: any lesion voxel alike, or a lesion first (each alike), then its voxel.
 FOREGROUND_SAMPLING = ("voxel", "lesion")

@@ -19,8 +19,9 @@ import SimpleITK as sitk
 
 from ..common.errors import StrokeSegError
 from ..common.geometry import Grid
+from ..common.lesions import voxel_volume_ml
 from ..engine.model_registry import resolve_model
-from ..evaluation.metrics import case_metrics, voxel_volume_ml
+from ..evaluation.metrics import case_metrics
 from ..evaluation.visualize import overlay_png
 from ..io.cases import Case
 from ..io.imageio import read_image, read_mask, write_image

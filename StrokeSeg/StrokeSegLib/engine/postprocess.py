@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..evaluation.metrics import voxel_volume_ml
+from ..common.lesions import voxel_volume_ml
 
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .metrics import label_lesions
+from ..common.lesions import label_lesions
 
 #: Bin edges in mL: lacunar dots and emboli (< 0.1), small (0.1–0.5), medium (0.5–2, 2–10) and large infarcts.
 SIZE_EDGES_ML: tuple[float, ...] = (0.1, 0.5, 2.0, 10.0)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from ..common.errors import GeometryError
+from ..common.lesions import label_lesions, voxel_volume_ml
 
 METRIC_KEYS: tuple[str, ...] = ("dice", "avd_ml", "lesion_f1", "alcd", "gt_ml", "pred_ml")
 
@@ -41,13 +41,6 @@ def _as_bool(array: np.ndarray) -> np.ndarray:
 def _check_shapes(gt: np.ndarray, pred: np.ndarray) -> None:
     if gt.shape != pred.shape:
         raise GeometryError(f"ground truth shape {gt.shape} differs from prediction shape {pred.shape}")
-
-
-def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """Connected components with full connectivity (26 in 3-D: faces, edges and corners)."""
-    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
-    labels, count = ndimage.label(mask, structure=structure)
-    return labels, int(count)
 
 
 def dice_arrays(gt: np.ndarray, pred: np.ndarray) -> float:
@@ -116,11 +109,6 @@ def case_metrics_arrays(gt: np.ndarray, pred: np.ndarray, voxel_volume_ml: float
 
 
 # ----------------------------------------------------------------------------------------------------------- images
-def voxel_volume_ml(image: sitk.Image) -> float:
-    """Volume of one voxel in mL (spacing is in mm; 1 mL = 1000 mm³)."""
-    return float(np.prod(image.GetSpacing())) / 1000.0
-
-
 def _name(path: str | Path | None, role: str) -> str:
     return f"{role} {path}" if path is not None else role
 

@@ -38,10 +38,11 @@ import SimpleITK as sitk
 
 from ..common.atomic import write_json_atomic, write_text_atomic
 from ..common.errors import InputFileError, StrokeSegError
+from ..common.lesions import voxel_volume_ml
 from ..common.progress import CancelToken, ProgressCallback, check_cancel, report
 from ..io.imageio import read_mask
 from .lesion_detection import LesionDetection, detect_lesions, detection_by_size
-from .metrics import METRIC_KEYS, case_metrics, voxel_volume_ml
+from .metrics import METRIC_KEYS, case_metrics
 
 CSV_COLUMNS: tuple[str, ...] = ("case_id",) + METRIC_KEYS
 METRICS_CSV = "metrics.csv"

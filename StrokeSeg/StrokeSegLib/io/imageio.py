@@ -206,13 +206,25 @@ def _to_3d(image: sitk.Image, path: Path, role: str) -> sitk.Image:
     return volume
 
 
+def fill_nonfinite(array: np.ndarray) -> np.ndarray:
+    """Replace NaN/inf by the value of the nearest finite voxel (not by 0, which reads as a dark infarct on ADC)."""
+    from scipy import ndimage
+
+    array = np.asarray(array, dtype=np.float32)
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return array
+    if bad.all():
+        return np.zeros_like(array)
+    index = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
+    return array[tuple(index)]
+
+
 def _finite_float32(volume: sitk.Image, path: Path, keep_nonfinite: bool = False) -> tuple[sitk.Image, np.ndarray]:
     array = sitk.GetArrayFromImage(volume).astype(np.float32)
     bad = ~np.isfinite(array)
     count = int(bad.sum())
     if count and not keep_nonfinite:
-        from ..preprocessing.input_checks import fill_nonfinite
-
         warnings.warn(
             f"{path}: {count} NaN or infinite voxel(s) out of {array.size} were replaced from their nearest finite "
             "neighbours.",

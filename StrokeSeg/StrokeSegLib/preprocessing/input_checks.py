@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from ..common.errors import ImplausibleInputError, ImplausibleInputWarning, NonFiniteVoxelsWarning, StrokeSegError
+from ..io.imageio import fill_nonfinite
 
 #: Voxel spacing (mm) an MRI of a human head can have on any axis. ISLES 2022 DWI: 0.88-2 mm in-plane, 2-5 mm slices;
 #: clinical stroke DWI protocols: about 0.8-2.5 mm in-plane and 3-7 mm slices (with gap up to about 8 mm).
@@ -79,18 +79,6 @@ class CheckedInputs:
         """JSON-ready summary for the segmentation report."""
         return {"forced": forced, "refusals_overridden": [f.text() for f in self.findings], "notes": self.notes,
                 "measures": self.measures}
-
-
-def fill_nonfinite(array: np.ndarray) -> np.ndarray:
-    """Replace NaN/inf by the value of the nearest finite voxel (not by 0, which reads as a dark infarct on ADC)."""
-    array = np.asarray(array, dtype=np.float32)
-    bad = ~np.isfinite(array)
-    if not bad.any():
-        return array
-    if bad.all():
-        return np.zeros_like(array)
-    index = ndimage.distance_transform_edt(bad, return_distances=False, return_indices=True)
-    return array[tuple(index)]
 
 
 def _label(path: str | Path | None, role: str) -> str:
