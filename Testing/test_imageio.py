@@ -243,9 +243,9 @@ def test_vector_pixel_dwi_treated_as_series(tmp_path: Path) -> None:
 def test_one_mask_rule_for_expert_masks_and_predictions(tmp_path: Path) -> None:
     """read_mask is the only mask reader (evaluation included): integer labels of any value are lesion, float masks
     are lesion from 0.5 up (a partial-volume rim is not)."""
-    from StrokeSegLib.evaluation import scoring as evaluation
+    from StrokeSegLib.evaluation import scoring
 
-    assert not hasattr(evaluation, "read_mask_any_nonzero") and evaluation.read_mask is read_mask
+    assert not hasattr(scoring, "read_mask_any_nonzero") and scoring.read_mask is read_mask
     labels = np.zeros((4, 5, 6), np.uint16)
     labels[1, 1, 1], labels[1, 1, 2], labels[2, 2, 2] = 1, 255, 2
     read = sitk.GetArrayFromImage(read_mask(write_image(_volume(labels), tmp_path / "labels_msk.nii.gz")))

@@ -9,7 +9,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from StrokeSegLib.evaluation import scoring as evaluation
+from StrokeSegLib.evaluation import scoring
 from StrokeSegLib.evaluation.metrics import METRIC_KEYS
 from StrokeSegLib.evaluation.scoring import CSV_COLUMNS
 
@@ -18,7 +18,7 @@ def write_metrics_report(rows: list[dict[str, Any]], out_dir: str | Path, extra:
                          plots: bool = True) -> dict[str, Any]:
     """Write ``metrics.csv`` (columns ``case_id,dice,avd_ml,lesion_f1,alcd,gt_ml,pred_ml``), ``summary.json`` and
     the Dice plots into ``out_dir``; return the summary."""
-    summary, _ = evaluation.write_metrics_report(
+    summary, _ = scoring.write_metrics_report(
         sorted(rows, key=lambda r: r["case_id"]), out_dir, extra,
         notes="Native-space ISLES 2022 metrics of held-out validation cases, predicted with the deployment "
               "sliding window and post-processing.",
