@@ -1,6 +1,7 @@
 """Ensemble model files: what they hold, how they predict, and every way a bad one is refused."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -253,13 +254,24 @@ def test_listing_without_torch_shows_the_member_count(pair, tmp_path) -> None:
     assert any(ln.startswith("pair\t") and "ensemble of 2" in ln for ln in lines)
 
 
-def test_fine_tuning_from_an_ensemble_is_refused_naming_the_file(pair) -> None:
+def test_fine_tuning_from_an_ensemble_starts_from_its_first_member(members, pair) -> None:
     from train_fixtures import tiny_config
 
-    from StrokeSegTrainLib.initial_weights import check_initial_weights
+    from StrokeSegLib.engine.network import AttentionUNet3D
+    from StrokeSegTrainLib.export import training_network_config
+    from StrokeSegTrainLib.initial_weights import load_initial_weights
 
-    with pytest.raises(StrokeSegError, match=r"pair\.safetensors.*ensemble of 2 models \(member-a, member-b\)"):
-        check_initial_weights(tiny_config(init_from=str(pair)))
+    meta = read_metadata(pair)  # a training configuration for the members' network and preprocessing
+    config = dataclasses.replace(tiny_config(init_from=str(pair)), preprocess=meta.preprocess_config(),
+                                 network=dataclasses.replace(meta.network_config, deep_supervision=True))
+    network = AttentionUNet3D(training_network_config(config))
+    source = load_initial_weights(network, config)
+    state = network.state_dict()
+    first, second = (load_model(m).network.state_dict() for m in members)
+    assert all(torch.equal(state[name], tensor) for name, tensor in first.items())
+    assert not all(torch.equal(state[name], tensor) for name, tensor in second.items())
+    assert source["model_id"] == "pair" and source["member"]["index"] == 0
+    assert source["member"]["model_id"] == "member-a"
 
 
 def test_out_of_memory_halving_runs_every_member_at_the_smaller_batch() -> None:

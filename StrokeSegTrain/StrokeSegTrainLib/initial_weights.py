@@ -5,7 +5,9 @@ Fine-tuning only makes sense when the weights were trained on the same input: th
 preprocessing that defines what its input values mean (spacing, clipping, ADC normalisation) must match the run's
 configuration, otherwise the run is refused before any work, naming the file and every difference. Patch size,
 augmentation, loss and schedule may differ. The exported model carries no deep-supervision heads, so those start
-from their random initialisation; every other tensor is taken from the file.
+from their random initialisation; every other tensor is taken from the file. An ensemble file starts the run from
+its first member (training makes one network; the members share shape and preprocessing), and the log and the run's
+provenance name that member.
 """
 from __future__ import annotations
 
@@ -45,10 +47,6 @@ def check_initial_weights(config: TrainConfig) -> Path:
     """
     path = resolve_model(config.init_from)
     metadata = read_metadata(path)
-    if metadata.members:
-        ids = ", ".join(m["model_id"] for m in metadata.members)
-        raise StrokeSegError(f"cannot fine-tune from an ensemble of {len(metadata.members)} models ({ids}): training "
-                             "starts from one network; pass one member's model file instead", path)
     diffs = _differences(metadata, config)
     if diffs:
         raise StrokeSegError("cannot fine-tune from this model, it does not match the training configuration: "
@@ -60,13 +58,19 @@ def load_initial_weights(network: torch.nn.Module, config: TrainConfig) -> dict[
     """Copy ``config.init_from``'s weights into the training ``network``; returns where they came from."""
     path = check_initial_weights(config)
     loaded = load_model(path)
-    weights = loaded.network.state_dict()
+    members = loaded.metadata.members
+    start = loaded.network.members[0] if members else loaded.network
+    weights = start.state_dict()
     result = network.load_state_dict(weights, strict=False)
     stray = [k for k in result.missing_keys if not k.startswith(AUX_HEADS_PREFIX)]
     if stray or result.unexpected_keys:  # cannot happen when the configs match; guards future network changes
         raise StrokeSegError(f"the model's tensors do not fit the training network (missing {stray[:5]}, "
                              f"unexpected {result.unexpected_keys[:5]})", path)
     source = {"model_id": loaded.metadata.model_id, "path": str(path.resolve()), "sha256": loaded.sha256}
+    if members:
+        source["member"] = {"index": 0, **members[0]}
+        log.info("%s is an ensemble of %d models: fine-tuning starts from its first member, %s", source["model_id"],
+                 len(members), members[0]["model_id"])
     log.info("initialised from %s (%s, sha256 %s); %d deep-supervision tensors start fresh", source["model_id"],
              path, loaded.sha256[:12], len(result.missing_keys))
     return source
