@@ -28,12 +28,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/inference.py
 
-# Retrains the bundled starter model from scratch, on generated data only (never on real scans), in the five stages
-# of StrokeSegTrain/Resources/recipes/starter.json (about 6 h on 2 CPU cores): stage 1 from random weights, each later
-# stage fine-tuned from the one before on new cases; stage 5's model is bundled as
-# StrokeSegLib/models/strokeseg-starter.safetensors. An interrupted run continues with `make starter-model` again.
+# Retrains the first member of the bundled starter ensemble (starter-stage5) from scratch, on generated data only
+# (never on real scans), in the five stages of StrokeSegTrain/Resources/recipes/starter.json (about 6 h on 2 CPU
+# cores): stage 1 from random weights, each later stage fine-tuned from the one before on new cases. The result is
+# output/starter/stage5/fold_0/model.safetensors (the default model is not replaced); the second member and the
+# ensemble are made as docs/experiments/starter-v2/RESULTS_ensemble.md says. `make starter-model` again continues.
 starter-model: $(STAMP)
-	$(PY) -m StrokeSegTrainLib.cli recipe StrokeSegTrain/Resources/recipes/starter.json --out output/starter --resume --workers 2 --quiet --bundle
+	$(PY) -m StrokeSegTrainLib.cli recipe StrokeSegTrain/Resources/recipes/starter.json --out output/starter --resume --workers 2 --quiet
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

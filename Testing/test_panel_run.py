@@ -171,7 +171,7 @@ def test_models_are_listed_and_described_without_torch(tmp_path: Path, tiny_mode
     assert done.returncode == 0, done.stderr[-2000:]
     choices, default, described, torch_loaded = eval(done.stdout.strip().splitlines()[-1])
     labels = [label for label, _ in choices]
-    assert "tiny-test [cache]" in labels and "strokeseg-starter [bundled]" in labels
+    assert "tiny-test [cache]" in labels and "strokeseg-starter (ensemble of 2) [bundled]" in labels
     assert default.endswith("strokeseg-starter.safetensors")
     assert described["tiny-test"] == (0.5, 4)
     assert not torch_loaded

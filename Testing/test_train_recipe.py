@@ -72,7 +72,7 @@ def test_a_share_outside_zero_to_one_is_refused_naming_the_flag(capsys) -> None:
 # ------------------------------------------------------------------------------------------------ the starter recipe
 def test_starter_recipe_is_the_makefile_s_five_stages() -> None:
     recipe = load_recipe(STARTER)
-    assert len(recipe.stages) == len(MAKEFILE_STAGES) and recipe.bundle_id == "strokeseg-starter"
+    assert len(recipe.stages) == len(MAKEFILE_STAGES) and recipe.bundle_id == "starter-stage5"
     for stage, (flags, train_config, fine_tuned) in zip(recipe.stages, MAKEFILE_STAGES):
         args = _synth_args(flags)
         assert (stage.cases, stage.seed) == (args.cases, args.seed)

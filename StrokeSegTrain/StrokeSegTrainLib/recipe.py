@@ -1,10 +1,10 @@
 """A training recipe as data: stages of (generate a synthetic data set, train on it), each stage fine-tuning the last.
 
-A recipe is a JSON file (``StrokeSegTrain/Resources/recipes/starter.json`` retrains the bundled starter model)::
+A recipe is a JSON file (``StrokeSegTrain/Resources/recipes/starter.json`` retrains the starter ensemble's first member)::
 
     {"description": "...",
      "synth_config": "../synth_procedural.json",            # base generator settings (optional)
-     "bundle_id": "strokeseg-starter",                      # id for --bundle (optional)
+     "bundle_id": "starter-stage5",                          # id for --bundle (optional)
      "stages": [
        {"note": "what this stage is for",                     # free text (optional)
         "synth": {"cases": 120, "seed": 2026, "overrides": {"p_receive_coil": 0}},
