@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from safetensors.torch import load_file, save_file
+from torchless import run_without_torch
 
 from StrokeSegLib.apps.phantom import make_synthetic_case
 from StrokeSegLib.cli import main as strokeseg
@@ -233,22 +230,12 @@ def test_listing_without_torch_shows_the_member_count(pair, tmp_path) -> None:
     cache.mkdir(parents=True)
     (cache / "pair.safetensors").write_bytes(pair.read_bytes())
     (cache / "pair.sha256").write_text(f"{file_sha256(pair)}  pair.safetensors\n")
-    script = textwrap.dedent("""
-        import importlib.abc, sys
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "torch" or name == "safetensors.torch":
-                    raise ImportError("torch is blocked in this test")
-        sys.meta_path.insert(0, Block())
+    lines = run_without_torch("""
         from StrokeSegLib.panels.panel import model_choices
         from StrokeSegLib.cli import main
         main(["models"])
         print(repr(([label for label, _ in model_choices()[0]], "torch" in sys.modules)))
-    """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "StrokeSeg"), "STROKESEG_HOME": str(tmp_path / "home")}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.strip().splitlines()
+    """, tmp_path / "home")
     labels, torch_loaded = eval(lines[-1])
     assert "pair (ensemble of 2) [cache]" in labels and not torch_loaded
     assert any(ln.startswith("pair\t") and "ensemble of 2" in ln for ln in lines)

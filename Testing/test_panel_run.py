@@ -3,9 +3,7 @@ started through a launcher that behaves like PythonSlicer; and model listing wit
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -14,6 +12,8 @@ import pytest
 import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
+
+from torchless import run_without_torch  # noqa: E402
 
 from StrokeSegLib.apps.phantom import make_synthetic_case  # noqa: E402
 from StrokeSegLib.panels.panel import SegmentationRun, guess_inputs  # noqa: E402
@@ -152,24 +152,15 @@ def test_models_are_listed_and_described_without_torch(tmp_path: Path, tiny_mode
     shutil.copy(tiny_model, cache / "tiny-test.safetensors")
     digest = hashlib.sha256(tiny_model.read_bytes()).hexdigest()
     (cache / "tiny-test.sha256").write_text(f"{digest}  tiny-test.safetensors\n")
-    script = textwrap.dedent("""
-        import importlib.abc, sys
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "torch" or name == "safetensors.torch":
-                    raise ImportError("torch is blocked in this test")
-        sys.meta_path.insert(0, Block())
+    lines = run_without_torch("""
         from StrokeSegLib.panels.panel import model_choices
         from StrokeSegLib.engine.model_registry import list_models
         choices, default = model_choices()
         described = {e.model_id: (e.metadata.threshold, e.metadata.network_config.required_divisor)
                      for e in list_models()}
         print(repr((choices, default, described, "torch" in sys.modules)))
-    """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "StrokeSeg"), "STROKESEG_HOME": str(tmp_path / "home")}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    choices, default, described, torch_loaded = eval(done.stdout.strip().splitlines()[-1])
+    """, tmp_path / "home")
+    choices, default, described, torch_loaded = eval(lines[-1])
     labels = [label for label, _ in choices]
     assert "tiny-test [cache]" in labels and "strokeseg-starter (ensemble of 2) [bundled]" in labels
     assert default.endswith("strokeseg-starter.safetensors")

@@ -1,6 +1,6 @@
 """A training recipe as data: stages of (generate a synthetic data set, train on it), each stage fine-tuning the last.
 
-A recipe is a JSON file (``StrokeSegTrain/Resources/recipes/starter.json`` retrains the starter ensemble's first member)::
+A recipe is a JSON file (``StrokeSegTrain/Resources/recipes/starter.json`` retrains starter-stage5)::
 
     {"description": "...",
      "synth_config": "../synth_procedural.json",            # base generator settings (optional)
