@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from StrokeSegLib.common.errors import StrokeSegError
+from StrokeSegLib.engine.ensemble import member_networks
 from StrokeSegLib.engine.model_file import ModelMetadata, load_model, read_metadata
 from StrokeSegLib.engine.model_registry import resolve_model
 
@@ -59,14 +60,14 @@ def load_initial_weights(network: torch.nn.Module, config: TrainConfig) -> dict[
     path = check_initial_weights(config)
     loaded = load_model(path)
     members = loaded.metadata.members
-    start = loaded.network.members[0] if members else loaded.network
-    weights = start.state_dict()
+    weights = member_networks(loaded.network)[0].state_dict()  # an ensemble's first member, or the network
     result = network.load_state_dict(weights, strict=False)
     stray = [k for k in result.missing_keys if not k.startswith(AUX_HEADS_PREFIX)]
     if stray or result.unexpected_keys:  # cannot happen when the configs match; guards future network changes
         raise StrokeSegError(f"the model's tensors do not fit the training network (missing {stray[:5]}, "
                              f"unexpected {result.unexpected_keys[:5]})", path)
-    source = {"model_id": loaded.metadata.model_id, "path": str(path.resolve()), "sha256": loaded.sha256}
+    source: dict[str, Any] = {"model_id": loaded.metadata.model_id, "path": str(path.resolve()),
+                              "sha256": loaded.sha256}
     if members:
         source["member"] = {"index": 0, **members[0]}
         log.info("%s is an ensemble of %d models: fine-tuning starts from its first member, %s", source["model_id"],
