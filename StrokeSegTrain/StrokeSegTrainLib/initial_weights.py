@@ -33,11 +33,8 @@ def _differences(metadata: ModelMetadata, config: TrainConfig) -> list[str]:
     diffs: list[str] = []
     have, wanted = metadata.network_config.to_dict(), inference_network_config(config).to_dict()
     diffs += [f"network.{k}: model {have[k]!r}, configuration {v!r}" for k, v in wanted.items() if have[k] != v]
-    trained = metadata.preprocess_config().to_dict()
-    wanted_pre = config.preprocess.to_dict()
-    for key in ("target_spacing", "clip_percentiles", "adc_normalization"):  # register is a per-run choice
-        if trained[key] != wanted_pre[key]:
-            diffs.append(f"{key}: model {trained[key]!r}, configuration {wanted_pre[key]!r}")
+    trained, wanted_pre = metadata.preprocess_config().input_definition(), config.preprocess.input_definition()
+    diffs += [f"{k}: model {trained[k]!r}, configuration {v!r}" for k, v in wanted_pre.items() if trained[k] != v]
     return diffs
 
 

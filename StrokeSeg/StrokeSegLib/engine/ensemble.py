@@ -19,7 +19,7 @@ from torch import nn
 
 from ..common.errors import ModelFileError, StrokeSegError
 from .model_file import ENSEMBLE_FORMAT_VERSION, MODEL_SUFFIX, ModelMetadata, network_from_tensors
-from .network import AttentionUNet3D
+from .network import AttentionUNet3D, full_resolution
 from .network_config import NetworkConfig
 
 MEMBER_PREFIX = "members."
@@ -48,13 +48,9 @@ class EnsembleNetwork(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.stack([torch.sigmoid(_first(m(x)).float()) for m in self.members]).mean(0)
+        mean = torch.stack([torch.sigmoid(full_resolution(m(x)).float()) for m in self.members]).mean(0)
         return torch.logit(mean, eps=1e-7)
 
-
-def _first(out: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    """The full-resolution output of a network that may also return deep-supervision outputs."""
-    return out if isinstance(out, torch.Tensor) else out[0]
 
 
 def member_networks(network: nn.Module) -> Sequence[nn.Module]:
@@ -96,7 +92,7 @@ def ensemble_from_tensors(tensors: dict[str, torch.Tensor], metadata: ModelMetad
 
 def _shared(meta: ModelMetadata) -> dict[str, object]:
     values = {name: getattr(meta, name) for name in SHARED_FIELDS}
-    values["preprocess"] = {k: v for k, v in meta.preprocess.to_dict().items() if k != "register"}
+    values["preprocess"] = meta.preprocess.input_definition()
     values["patch_size"] = list(meta.patch_size)
     return values
 

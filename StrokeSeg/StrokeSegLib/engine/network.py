@@ -153,3 +153,9 @@ class AttentionUNet3D(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters (reported in model cards and benchmarks)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def full_resolution(out: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """The full-resolution logits of a forward pass that may also return deep-supervision outputs (a list, highest
+    resolution first, in training mode)."""
+    return out if isinstance(out, torch.Tensor) else out[0]

@@ -30,6 +30,7 @@ from ..common.errors import StrokeSegError
 from ..common.progress import CancelToken, ProgressCallback, check_cancel, report
 from .devices import autocast_context
 from .ensemble import member_networks
+from .network import full_resolution
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,6 @@ def _network_device(network: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _forward(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    out = network(batch)
-    return out[0] if isinstance(out, (list, tuple)) else out
-
-
 def _predict_batch(
     network: nn.Module, batch: torch.Tensor, gauss: torch.Tensor, device: torch.device, amp: bool, mirror_tta: bool
 ) -> torch.Tensor:
@@ -117,7 +113,7 @@ def _predict_batch(
             probs: torch.Tensor | None = None
             for member in members:
                 with autocast_context(device, amp):
-                    logits = _forward(member, view)
+                    logits = full_resolution(member(view))
                 member_probs = torch.sigmoid(logits.float())
                 if probs is None:
                     probs = member_probs

@@ -54,6 +54,11 @@ class PreprocessConfig:
         return {"target_spacing": list(self.target_spacing), "clip_percentiles": list(self.clip_percentiles),
                 "register": self.register, "adc_normalization": self.adc_normalization}
 
+    def input_definition(self) -> dict[str, Any]:
+        """The settings that define what the network's input values mean (all but ``register``, which each run
+        chooses): what a fine-tuning source and the members of an ensemble must share."""
+        return {k: v for k, v in self.to_dict().items() if k != "register"}
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
         """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys are refused (likely typos)."""
