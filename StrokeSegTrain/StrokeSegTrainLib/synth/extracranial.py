@@ -7,6 +7,7 @@ covers the whole head; its signals are added to the brain's at acquisition (sign
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,11 +44,18 @@ def _ellipsoids_fraction(x, y, z, grid: AxisGrid, p: HeadParams, specs) -> np.nd
     return out
 
 
-def build_head(params: HeadParams, grid: AxisGrid, fields: AnatomyFields) -> HeadTissues:
-    """Skull and scalp as shells round the intracranial surface, face and neck below, eyes and sinuses inside."""
+#: Signed distance (anatomical mm, negative inside) of a brain's outline at model-frame points (x, y, z).
+Outline = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def build_head(params: HeadParams, grid: AxisGrid, fields: AnatomyFields, outline: Outline | None = None) -> HeadTissues:
+    """Skull and scalp as shells round the intracranial surface, face and neck below, eyes and sinuses inside.
+
+    ``outline`` is the brain the skull wraps; by default the procedural brain's envelope."""
     p = params
     x, y, z = model_coordinates(grid, p, fields)
-    envelope = np.minimum.reduce(envelope_parts(x, y, z, grid, p))
+    envelope = (outline(x, y, z) if outline is not None
+                else np.minimum.reduce(envelope_parts(x, y, z, grid, p)))
     w = grid.spacing
     icv = ramp(np.float32(p.ext_csf_mm) - envelope, w)
     wobble = fields.skull.on_grid(grid)  # anatomical frame: thickness varies smoothly, no need to warp it

@@ -32,10 +32,11 @@ from .mri_physics import (
 )
 from .normal_variants import add_bright_cortex, add_symmetric_bright_cortex
 from .real_lesions import render_real_lesion
+from .template_anatomy import build_template_anatomy, load_template, template_outline
 
 # Append only: a new stream must not reshuffle the existing ones.
 _STREAMS = ("head", "anatomy", "physics", "texture", "plan", "lesions", "mimics", "geometry", "acquisition",
-            "noise", "artefacts", "coil", "cortex", "eddy", "symmetry", "real", "adcgrid")
+            "noise", "artefacts", "coil", "cortex", "eddy", "symmetry", "real", "adcgrid", "template")
 
 
 def _share(default: float, text: str) -> float:
@@ -72,6 +73,11 @@ class SynthConfig:
               "rest get the procedural kinds (lesions)")
     #: Where real masks come from: None for the bundled library, else a library ``.npz`` or a folder of MNI masks.
     lesion_library: str | None = None
+    p_template_anatomy: float = _share(
+        0.0, "share of cases whose brain is the ICBM 2009a template (from nilearn or anatomy_template), deformed per "
+             "case, instead of the procedural anatomy (template_anatomy)")
+    #: Folder of the template's grey and white matter maps; None: nilearn's bundled copy.
+    anatomy_template: str | None = None
     p_adc_other_grid: float = _share(
         0.25, "share of cases whose ADC is stored on a rotated grid of other voxels than the DWI (adc_grid)")
     threads: int = 1
@@ -152,7 +158,8 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
     geom = sample_geometry(rngs["geometry"], z_extent, max_oblique_deg=config.max_oblique_deg)
 
     grid = _visible_grid(anatomy_box(head), geom, config.fine_mm)
-    anat = build_anatomy(head, grid, fields)
+    template = load_template(config.anatomy_template) if rngs["template"].random() < config.p_template_anatomy else None
+    anat = build_anatomy(head, grid, fields) if template is None else build_template_anatomy(head, grid, fields, template)
     changes = TissueChanges.none(grid.shape)
     add_texture(changes, anat, props, rngs["texture"])
     regional = add_regional_variation(changes, anat, rngs["texture"])
@@ -183,7 +190,8 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
     head_signals_ = None
     if not acq.stripped:
         head_grid = _visible_grid(anatomy_box(head, with_head=True), geom, HEAD_GRID_MM)
-        h0, hb = head_signals(build_head(head, head_grid, fields), props, rngs["texture"])
+        outline = None if template is None else (lambda x, y, z: template_outline(template, x, y, z, head))
+        h0, hb = head_signals(build_head(head, head_grid, fields, outline), props, rngs["texture"])
         g = bias.on_grid(head_grid)
         if coil is not None:
             g *= coil.on_grid(head_grid)
@@ -222,6 +230,7 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
         "regional": regional, "bright_cortex": bright_cortex,
         "eddy_misregistration": eddy.describe() if eddy is not None else None,
         "symmetric_cortex": symmetric_cortex, "adc_other_grid": adc_grid,
+        "anatomy": "procedural" if template is None else "template",
     }
     return SynthCase(case_id=cid, dwi=acquired.dwi, adc=adc, mask=acquired.mask, info=info,
                      acquired=acquired)
