@@ -31,6 +31,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lesions", type=Path, default=None,
                    help="real lesion masks to place: a folder of binary masks in MNI space (NIfTI, one patient "
                         "each) or a library .npz; default: the bundled library derived from SOOP")
+    p.add_argument("--anatomy-template", type=Path, default=None,
+                   help="folder holding the ICBM 2009a grey and white matter maps for --p-template-anatomy; default: "
+                        "the copy inside the nilearn package")
     p.add_argument("--montage", type=Path, default=None, help="also save a PNG of the first (up to 6) cases")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run_synth)
@@ -99,7 +102,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
     if args.cases < 1 or args.workers < 1:
         raise StrokeSegError("--cases and --workers must be at least 1")
-    config = build_synth_config(args.config, share_overrides(args), args.lesions)
+    config = build_synth_config(args.config, share_overrides(args), args.lesions, args.anatomy_template)
     start = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -118,9 +121,11 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_synth_config(config_file: Path | None, overrides: dict, lesions: Path | None = None) -> SynthConfig:
+def build_synth_config(config_file: Path | None, overrides: dict, lesions: Path | None = None,
+                       anatomy_template: Path | None = None) -> SynthConfig:
     """The generator settings of a run: the config file (if any), then ``overrides`` (already checked) over it, then
-    the ``lesions`` source; a lesion library that would be used is read once here so a bad one fails up front."""
+    the ``lesions`` and ``anatomy_template`` sources; a lesion library or template that would be used is read once
+    here so a bad one fails up front."""
     from StrokeSegLib.common.errors import StrokeSegError
 
     from .generator import SynthConfig, share_fields
@@ -134,7 +139,16 @@ def build_synth_config(config_file: Path | None, overrides: dict, lesions: Path 
         if not lesions.exists():
             raise StrokeSegError("lesion masks not found", path=lesions)
         settings["lesion_library"] = str(lesions.resolve())
+    if anatomy_template is not None:
+        settings["anatomy_template"] = str(anatomy_template.resolve())
     config = SynthConfig(**settings)
+    if config.p_template_anatomy > 0.0:
+        from .template_anatomy import load_template
+
+        try:
+            load_template(config.anatomy_template)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise StrokeSegError(f"cannot read the template anatomy: {exc}", path=config.anatomy_template) from exc
     if config.p_real_lesions > 0.0:
         from .lesion_library import resolve_library
 
