@@ -48,7 +48,8 @@ def _ellipsoids_fraction(x, y, z, grid: AxisGrid, p: HeadParams, specs) -> np.nd
 Outline = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def build_head(params: HeadParams, grid: AxisGrid, fields: AnatomyFields, outline: Outline | None = None) -> HeadTissues:
+def build_head(params: HeadParams, grid: AxisGrid, fields: AnatomyFields,
+               outline: Outline | None = None) -> HeadTissues:
     """Skull and scalp as shells round the intracranial surface, face and neck below, eyes and sinuses inside.
 
     ``outline`` is the brain the skull wraps; by default the procedural brain's envelope."""

@@ -158,8 +158,10 @@ def generate_case(seed: int, index: int, config: SynthConfig = SynthConfig()) ->
     geom = sample_geometry(rngs["geometry"], z_extent, max_oblique_deg=config.max_oblique_deg)
 
     grid = _visible_grid(anatomy_box(head), geom, config.fine_mm)
-    template = load_template(config.anatomy_template) if rngs["template"].random() < config.p_template_anatomy else None
-    anat = build_anatomy(head, grid, fields) if template is None else build_template_anatomy(head, grid, fields, template)
+    use_template = rngs["template"].random() < config.p_template_anatomy
+    template = load_template(config.anatomy_template) if use_template else None
+    anat = (build_anatomy(head, grid, fields) if template is None
+            else build_template_anatomy(head, grid, fields, template))
     changes = TissueChanges.none(grid.shape)
     add_texture(changes, anat, props, rngs["texture"])
     regional = add_regional_variation(changes, anat, rngs["texture"])

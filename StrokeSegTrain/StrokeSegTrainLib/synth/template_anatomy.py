@@ -115,7 +115,7 @@ def load_template(folder: str | None = None) -> TemplateBrain:
 
     where = template_folder(folder)
     images = {key: sitk.ReadImage(str(where / name)) for key, name in TEMPLATE_FILES.items()}
-    gm_img, wm_img = images["gm"], images["wm"]
+    gm_img = images["gm"]
     for key, img in images.items():
         if img.GetSize() != gm_img.GetSize() or not np.allclose(img.GetOrigin(), gm_img.GetOrigin()):
             raise ValueError(f"{where / TEMPLATE_FILES[key]} is not on the grey matter map's grid")
