@@ -36,9 +36,10 @@ from StrokeSegTrainLib.synth.mri_physics import (
 from StrokeSegTrainLib.synth.normal_variants import SYMMETRIC_ADC_FACTOR, add_symmetric_bright_cortex, mirrored_noise
 
 SEED = 2024
-#: The settings these tests were written for: procedural lesions, ADC on the DWI's grid (real library lesions and
-#: ADCs on other grids have their own tests in test_synth_real_lesions.py).
-PROCEDURAL = {"p_real_lesions": 0.0, "p_adc_other_grid": 0.0}
+#: The settings these tests were written for: procedural lesions and brain, ADC on the DWI's grid (real library
+#: lesions and ADCs on other grids have their own tests in test_synth_real_lesions.py, the template brain in
+#: test_synth_template_anatomy.py).
+PROCEDURAL = {"p_real_lesions": 0.0, "p_adc_other_grid": 0.0, "p_template_anatomy": 0.0}
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ def test_template_cases_are_complete_deterministic_and_say_their_anatomy(fake_te
     mask = sitk.GetArrayFromImage(case.mask) > 0
     assert mask.any() and case.info["mask_volume_ml"] > 0
     assert float(np.median(dwi[mask])) > 1.2 * float(np.median(dwi[dwi > np.percentile(dwi, 60)]))
-    assert generate_case(11, 0, SynthConfig()).info["anatomy"] == "procedural"
+    assert generate_case(11, 0, SynthConfig(p_template_anatomy=0.0)).info["anatomy"] == "procedural"
 
 
 def test_missing_template_is_refused_up_front(tmp_path: Path, capsys):
@@ -123,7 +123,11 @@ def test_missing_template_is_refused_up_front(tmp_path: Path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.skipif(nilearn_data_folder() is None, reason="nilearn (which ships the ICBM 2009a maps) not installed")
+NEEDS_NILEARN = pytest.mark.skipif(nilearn_data_folder() is None,
+                                   reason="nilearn (which ships the ICBM 2009a maps) not installed")
+
+
+@NEEDS_NILEARN
 def test_icbm_template_from_nilearn_is_a_plausible_brain():
     template = load_template(None)
     assert template.gm.shape == (189, 233, 197)
@@ -131,3 +135,8 @@ def test_icbm_template_from_nilearn_is_a_plausible_brain():
     assert 1.2e6 < inside.sum() < 2.0e6  # mm^3: an adult brain with its internal CSF
     tissue = (template.gm + template.wm)[inside]
     assert 0.75 < float(tissue.mean()) < 0.98
+
+
+@NEEDS_NILEARN
+def test_the_default_brain_is_the_icbm_template():
+    assert generate_case(5, 0, SynthConfig(p_no_lesion=1.0)).info["anatomy"] == "template"

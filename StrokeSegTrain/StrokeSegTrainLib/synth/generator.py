@@ -74,8 +74,8 @@ class SynthConfig:
     #: Where real masks come from: None for the bundled library, else a library ``.npz`` or a folder of MNI masks.
     lesion_library: str | None = None
     p_template_anatomy: float = _share(
-        0.0, "share of cases whose brain is the ICBM 2009a template (from nilearn or anatomy_template), deformed per "
-             "case, instead of the procedural anatomy (template_anatomy)")
+        1.0, "share of cases whose brain is the ICBM 2009a template (from nilearn or anatomy_template), deformed per "
+             "case; the rest get the procedural anatomy (template_anatomy)")
     #: Folder of the template's grey and white matter maps; None: nilearn's bundled copy.
     anatomy_template: str | None = None
     p_adc_other_grid: float = _share(

@@ -81,8 +81,10 @@ def template_folder(folder: str | None) -> Path:
     """The folder holding the template maps: ``folder`` if given, else nilearn's; ValueError naming what is missing."""
     where = Path(folder) if folder is not None else nilearn_data_folder()
     if where is None:
-        raise ValueError("the template anatomy needs the ICBM 2009a maps: install nilearn (pip install nilearn) or "
-                         "give a folder holding " + ", ".join(TEMPLATE_FILES.values()))
+        raise ValueError("the template anatomy (the generator's default brain) needs the ICBM 2009a maps: install "
+                         "nilearn (pip install nilearn, or the train extra), give a folder holding "
+                         + ", ".join(TEMPLATE_FILES.values()) + " (--anatomy-template), or use the procedural "
+                         "brain (--p-template-anatomy 0)")
     missing = [name for name in TEMPLATE_FILES.values() if not (where / name).is_file()]
     if missing:
         raise ValueError(f"{where} lacks the template maps {missing}")
