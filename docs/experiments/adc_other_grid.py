@@ -104,8 +104,9 @@ def main() -> None:
     parser.add_argument("--axis", type=float, nargs=3, default=(1.0, 1.0, 1.0), help="rotation axis (LPS)")
     parser.add_argument("--spacing", type=float, default=1.5, help="isotropic spacing of the new grid in mm")
     args = parser.parse_args()
-    cases = sorted(find_cases(args.data), key=lambda c: c.case_id)[:args.limit]
-    build_trees(cases, args.data.resolve(), args.out, rotation_matrix(tuple(args.axis), args.angle), args.spacing)
+    root = args.data.resolve()
+    cases = sorted(find_cases(root), key=lambda c: c.case_id)[:args.limit]
+    build_trees(cases, root, args.out, rotation_matrix(tuple(args.axis), args.angle), args.spacing)
     rows = []
     for model in args.model:
         name = _slug(model)
