@@ -9,8 +9,6 @@ systems whose ``flock`` is local to one node.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..common.atomic import write_json_atomic, write_text_atomic
+from ..common.atomic import write_csv_atomic, write_json_atomic
 from ..common.errors import InputFileError
 
 STATE_DIR = ".strokeseg-batch"
@@ -113,25 +111,19 @@ def merge_tables(out_dir: str | Path, require_rows: bool = True) -> list[CaseOut
         raise InputFileError(f"no batch rows here (no {STATE_DIR}/rows folder): not a `strokeseg batch` output.", out)
     with _table_lock(out):
         rows = read_rows(out)
-        write_text_atomic(out / "volumes.csv", format_volumes_csv(rows))
+        write_csv_atomic(out / "volumes.csv", VOLUME_COLUMNS, volume_rows(rows))
         (out / LEGACY_REPORT).unlink(missing_ok=True)  # the same rows again, written by older versions: would go stale
     return rows
 
 
-def format_volumes_csv(rows: list[CaseOutcome]) -> str:
+def volume_rows(rows: list[CaseOutcome]) -> Iterator[list]:
     """One line per case: volume (mL, 4 decimals), lesion count, seconds, and the reason for a failure."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(VOLUME_COLUMNS)
     for o in rows:
-        writer.writerow(
-            [
-                o.case_id,
-                o.status,
-                "" if o.lesion_volume_ml is None else f"{o.lesion_volume_ml:.4f}",
-                "" if o.lesion_count is None else o.lesion_count,
-                "" if o.seconds is None else f"{o.seconds:.2f}",
-                o.error,
-            ]
-        )
-    return buffer.getvalue()
+        yield [
+            o.case_id,
+            o.status,
+            "" if o.lesion_volume_ml is None else f"{o.lesion_volume_ml:.4f}",
+            "" if o.lesion_count is None else o.lesion_count,
+            "" if o.seconds is None else f"{o.seconds:.2f}",
+            o.error,
+        ]

@@ -6,10 +6,12 @@ because SimpleITK chooses its writer from the file name.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -109,3 +111,14 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int = 2, allow_nan: bo
     """
     text = json.dumps(obj, indent=indent, allow_nan=allow_nan) + "\n"
     return write_text_atomic(path, text)
+
+
+def write_csv_atomic(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    """Write a header and rows as CSV (``\n`` line ends) atomically; every table StrokeSeg writes goes through here.
+
+    Like :func:`write_json_atomic`, the text is built before the disk is touched."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())

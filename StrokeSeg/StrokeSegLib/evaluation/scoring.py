@@ -24,11 +24,10 @@ Decisions, so that the numbers mean what they say:
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..common.atomic import write_json_atomic, write_text_atomic
+from ..common.atomic import write_csv_atomic, write_json_atomic
 from ..common.errors import InputFileError, StrokeSegError
 from ..common.lesions import voxel_volume_ml
 from ..common.progress import CancelToken, ProgressCallback, check_cancel, report
@@ -127,7 +126,7 @@ def write_metrics_report(rows: list[dict], out_dir: str | Path, extra: dict | No
         **(extra or {}),
         "notes": notes,
     })
-    write_text_atomic(out_dir / METRICS_CSV, _csv_text(rows))
+    write_csv_atomic(out_dir / METRICS_CSV, CSV_COLUMNS, _metric_rows(rows))
     write_json_atomic(out_dir / SUMMARY_JSON, summary, allow_nan=False)
     pictures: list[Path] = []
     if plots and rows:
@@ -149,25 +148,16 @@ def _stats(rows: list[dict]) -> dict:
     return out
 
 
-def _csv_text(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+def _metric_rows(rows: list[dict]) -> Iterator[list]:
     for row in rows:
         # Ten significant digits: far below any meaningful difference, without binary noise like 0.9440000000000001.
-        writer.writerow([row["case_id"]] + [format(row[k], ".10g") if isinstance(row[k], float) else row[k]
-                                            for k in METRIC_KEYS])
-    return buffer.getvalue()
+        yield [row["case_id"]] + [format(row[k], ".10g") if isinstance(row[k], float) else row[k] for k in METRIC_KEYS]
 
 
-def _lesions_csv_text(lesions: dict[str, LesionDetection]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("case_id", "lesion", "volume_ml", "found"))
+def _lesion_rows(lesions: dict[str, LesionDetection]) -> Iterator[tuple]:
     for case_id, detection in lesions.items():
         for number, (volume, found) in enumerate(zip(detection.volumes_ml, detection.found), start=1):
-            writer.writerow((case_id, number, format(volume, ".10g"), int(found)))
-    return buffer.getvalue()
+            yield (case_id, number, format(volume, ".10g"), int(found))
 
 
 def lesion_detection_summary(lesions: dict[str, LesionDetection]) -> dict:
@@ -269,7 +259,7 @@ def evaluate(
         notes="Native-space ISLES 2022 metrics; missing predictions are scored as empty masks; "
               "failed cases have no row.",
     )
-    write_text_atomic(out_dir / LESIONS_CSV, _lesions_csv_text(result.lesions))
+    write_csv_atomic(out_dir / LESIONS_CSV, ("case_id", "lesion", "volume_ml", "found"), _lesion_rows(result.lesions))
     if result.rows:
         from .visualize import lesion_detection_png  # matplotlib only when drawing
 
