@@ -136,14 +136,19 @@ def load_template(folder: str | None = None) -> TemplateBrain:
                          to_index=np.linalg.inv(direction * spacing[None, :]), folder=str(where))
 
 
+def _outline_at_mni(template: TemplateBrain, mx: np.ndarray, my: np.ndarray, mz: np.ndarray,
+                    params: HeadParams) -> np.ndarray:
+    """Signed distance (anatomical mm, negative inside) to the brain outline at MNI points (LPS mm)."""
+    d = template.sample(template.outline_mm, mx, my, mz, outside=float(template.outline_mm.max()))
+    d *= np.float32(float(np.mean(params.scale)) / _MNI_PER_MODEL_MM)
+    return d
+
+
 def template_outline(template: TemplateBrain, x: np.ndarray, y: np.ndarray, z: np.ndarray,
                      params: HeadParams) -> np.ndarray:
     """Signed distance (anatomical mm, negative inside) to the brain outline at model-frame points."""
     mx, my, mz = model_to_mni(x, y, z, mirror=False)
-    far = float(template.outline_mm.max())
-    d = template.sample(template.outline_mm, mx, my, mz, outside=far)
-    d *= np.float32(float(np.mean(params.scale)) / _MNI_PER_MODEL_MM)
-    return d
+    return _outline_at_mni(template, mx, my, mz, params)
 
 
 def _regions(mx: np.ndarray, my: np.ndarray, mz: np.ndarray) -> np.ndarray:
@@ -164,8 +169,7 @@ def build_template_anatomy(params: HeadParams, grid: AxisGrid, fields: AnatomyFi
     mx, my, mz = model_to_mni(x, y, z, mirror=False)
     gm = template.sample(template.gm, mx, my, mz, outside=0.0)
     wm = template.sample(template.wm, mx, my, mz, outside=0.0)
-    outline = template.sample(template.outline_mm, mx, my, mz, outside=float(template.outline_mm.max()))
-    outline *= np.float32(float(np.mean(p.scale)) / _MNI_PER_MODEL_MM)
+    outline = _outline_at_mni(template, mx, my, mz, p)
 
     tissue = np.minimum(gm + wm, 1.0)
     cut = np.float32(ATROPHY_CUT * p.atrophy)
