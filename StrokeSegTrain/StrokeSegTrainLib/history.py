@@ -5,13 +5,11 @@ one, and a run killed at any point leaves readable curves of everything done so 
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from typing import Any
 
-from StrokeSegLib.common.atomic import atomic_path, write_json_atomic, write_text_atomic
+from StrokeSegLib.common.atomic import atomic_path, write_csv_atomic, write_json_atomic
 
 # Columns whose values depend on wall-clock time, not on the computation: excluded when comparing two runs.
 TIMING_COLUMNS = ("epoch_seconds", "patches_per_second")
@@ -50,11 +48,8 @@ class History:
         """Write ``history.csv``, ``history.json`` and (when ``plot``) ``curves.png`` into ``folder``."""
         folder = Path(folder)
         write_json_atomic(folder / "history.json", self.rows)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.columns(), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        write_text_atomic(folder / "history.csv", buffer.getvalue())
+        columns = self.columns()
+        write_csv_atomic(folder / "history.csv", columns, ([r.get(c, "") for c in columns] for r in self.rows))
         if plot and self.rows:
             plot_curves(self.rows, folder / "curves.png")
 
