@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,10 @@ class LossConfig:
     batch_reduction: bool = True
     bce_weight: float = 0.0
     dice_weight: float = 0.0
+    #: Small-lesion weighting of the BCE term (0 = off): a lesion voxel with n lesion voxels in its 9x9x9
+    #: neighbourhood weighs max(1, small_lesion_voxels / n), so a lesion of a few voxels counts in the BCE as much as
+    #: one of ``small_lesion_voxels`` voxels (see ``losses.small_lesion_weights``).
+    small_lesion_voxels: float = 0.0
 
 
 @dataclass
@@ -172,6 +177,11 @@ class TrainConfig:
             problems.append("num_folds must be at least 2")
         if self.optim.scheduler not in ("plateau", "poly"):
             problems.append(f"optim.scheduler must be 'plateau' or 'poly', got {self.optim.scheduler!r}")
+        if not (math.isfinite(self.loss.small_lesion_voxels) and self.loss.small_lesion_voxels >= 0.0):
+            problems.append("loss.small_lesion_voxels must be 0 (off) or positive, got "
+                            f"{self.loss.small_lesion_voxels}")
+        elif self.loss.small_lesion_voxels and not self.loss.bce_weight:
+            problems.append("loss.small_lesion_voxels weighs the BCE term, which loss.bce_weight = 0 turns off")
         if self.loss.focal_convention not in ("inverse", "power"):
             problems.append("loss.focal_convention must be 'inverse' ((1-TI)^(1/gamma)) or 'power' ((1-TI)^gamma)")
         if (self.network.in_channels, self.network.out_channels) != (2, 1):
