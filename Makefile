@@ -28,13 +28,21 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/inference.py
 
-# Retrains the first member of the bundled starter ensemble (starter-stage5) from scratch, on generated data only
-# (never on real scans), in the five stages of StrokeSegTrain/Resources/recipes/starter.json (about 6 h on 2 CPU
-# cores): stage 1 from random weights, each later stage fine-tuned from the one before on new cases. The result is
-# output/starter/stage5/fold_0/model.safetensors (the default model is not replaced); the second member and the
-# ensemble are made as docs/experiments/starter-v2/RESULTS_ensemble.md says. `make starter-model` again continues.
+# Retrains the bundled starter ensemble from scratch, on generated data only (never on real scans): the first member
+# (starter-stage5) in the five stages of StrokeSegTrain/Resources/recipes/starter.json (about 6 h on 2 CPU cores), the
+# second (starter-v3-template) fine-tuned from it by recipes/starter_template_member.json (about 70 min), then the two
+# averaged into output/strokeseg-starter.safetensors (the default model is not replaced; `strokeseg models import`
+# installs it). `make starter-model` again continues where it stopped.
+STARTER_MEMBERS := output/starter-members
 starter-model: $(STAMP)
-	$(PY) -m StrokeSegTrainLib.cli recipe StrokeSegTrain/Resources/recipes/starter.json --out output/starter --resume --workers 2 --quiet
+	$(PY) -m StrokeSegTrainLib.cli recipe StrokeSegTrain/Resources/recipes/starter.json --out output/starter --resume \
+		--workers 2 --quiet --bundle --bundle-dest $(STARTER_MEMBERS)
+	$(PY) -m StrokeSegTrainLib.cli recipe StrokeSegTrain/Resources/recipes/starter_template_member.json \
+		--out output/starter-template --init-from $(STARTER_MEMBERS)/starter-stage5.safetensors --resume --workers 2 \
+		--quiet --bundle --bundle-dest $(STARTER_MEMBERS)
+	$(PY) -m StrokeSegLib.cli models ensemble $(STARTER_MEMBERS)/starter-stage5.safetensors \
+		$(STARTER_MEMBERS)/starter-v3-template.safetensors --out output/strokeseg-starter.safetensors \
+		--name strokeseg-starter
 
 clean:
 	rm -rf $(VENV) output .pytest_cache

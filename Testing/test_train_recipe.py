@@ -14,13 +14,15 @@ from StrokeSegLib.engine.model_file import file_sha256, load_model
 from StrokeSegTrainLib.cli import build_parser
 from StrokeSegTrainLib.cli import main as train_main
 from StrokeSegTrainLib.config import load_config
-from StrokeSegTrainLib.recipe import load_recipe
+from StrokeSegTrainLib.recipe import load_recipe, run_recipe
 from StrokeSegTrainLib.synth.command import build_synth_config, share_overrides
 from StrokeSegTrainLib.synth.dataset import write_dataset
 from StrokeSegTrainLib.synth.generator import SynthConfig, share_fields
+from StrokeSegTrainLib.synth.template_anatomy import nilearn_data_folder
 
 RESOURCES = Path(__file__).resolve().parents[1] / "StrokeSegTrain" / "Resources"
 STARTER = RESOURCES / "recipes" / "starter.json"
+TEMPLATE_MEMBER = RESOURCES / "recipes" / "starter_template_member.json"
 PROCEDURAL = str(RESOURCES / "synth_procedural.json")
 
 # The five stages of the bundled starter model as the Makefile ran them before the recipe existed: synth flags,
@@ -94,6 +96,21 @@ def test_starter_stage_3_generates_the_same_files_as_the_makefile_line(tmp_path:
         assert (tmp_path / "recipe" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
 
 
+@pytest.mark.skipif(nilearn_data_folder() is None, reason="nilearn (which ships the ICBM 2009a maps) not installed")
+def test_template_member_recipe_fine_tunes_stage5_on_the_generator_s_default_brain() -> None:
+    """The second starter member: one stage from the first member (required), on template-brain cases."""
+    recipe = load_recipe(TEMPLATE_MEMBER)
+    assert recipe.bundle_id == "starter-v3-template" and recipe.starts_from and len(recipe.stages) == 1
+    stage = recipe.stages[0]
+    assert (stage.cases, stage.seed, stage.init_from_previous) == (300, 2040, False)
+    assert stage.synth == SynthConfig(p_symmetric_cortex=0.5)
+    assert stage.synth.p_template_anatomy == 1.0 and stage.synth.p_real_lesions == 0.75
+    assert stage.train == load_config(RESOURCES / "starter_member_config.json")
+    assert stage.train.network == load_recipe(STARTER).stages[-1].train.network  # so it can start from stage 5
+    with pytest.raises(StrokeSegError, match="name that model with --init-from"):
+        run_recipe(recipe, "unused-out")
+
+
 # ------------------------------------------------------------------------------------------------ a tiny recipe
 def _write_recipe(folder: Path, **changes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,6 +156,18 @@ def test_tiny_recipe_runs_fine_tunes_stage_2_from_stage_1_and_resumes_by_skippin
     assert err.count("skipped") == 4 and "generating" not in err and "training fold" not in err
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
+    # a recipe that fine-tunes another's result: refused without --init-from, started from that model with it
+    follow = _write_recipe(tmp_path / "follow", starts_from="the tiny recipe's model", stages=[
+        {"synth": {"cases": 3, "seed": 7}, "train": {"config": "train.json"}}])
+    follow_args = [str(follow), "--out", str(tmp_path / "follow-out"), "--device", "cpu", "--quiet"]
+    assert train_main(["recipe", *follow_args]) == 2
+    assert "fine-tunes the tiny recipe's model: name that model with --init-from" in capsys.readouterr().err
+    assert not (tmp_path / "follow-out").exists()
+    assert train_main(["recipe", *follow_args, "--init-from", str(second)]) == 0
+    assert f"training fold 0 from {second}" in capsys.readouterr().err
+    followed = load_model(tmp_path / "follow-out" / "stage1" / "fold_0" / "model.safetensors")
+    assert followed.metadata.provenance["initial_weights"]["sha256"] == file_sha256(second)
+
     changed = _write_recipe(tmp_path / "changed", stages=[
         {"synth": {"cases": 3, "seed": 9}, "train": {"config": "train.json"}}])
     assert train_main(["recipe", str(changed), "--out", str(out), "--resume", "--device", "cpu"]) == 2
@@ -164,6 +193,7 @@ def test_until_stage_stops_after_that_stage(tmp_path: Path, capsys) -> None:
      r"unknown key\(s\) \['epochs'\] in stages\[0\]\.train"),
     ({"stages": [{"synth": {"cases": 3, "seed": 7}, "train": {"config": "train.json", "init_from_previous": True}}]},
      r"the first stage has no previous stage"),
+    ({"starts_from": ""}, r"starts_from must say which model stage 1 fine-tunes"),
     ({"stages": [{"synth": {"cases": 0, "seed": 7}, "train": {"config": "train.json"}}]},
      r"stages\[0\]\.synth\.cases must be an integer of at least 1"),
 ])

@@ -5,6 +5,7 @@ A recipe is a JSON file (``StrokeSegTrain/Resources/recipes/starter.json`` retra
     {"description": "...",
      "synth_config": "../synth_procedural.json",            # base generator settings (optional)
      "bundle_id": "starter-stage5",                          # id for --bundle (optional)
+     "starts_from": "starter-stage5 (recipes/starter.json)", # stage 1 fine-tunes the model --init-from names (optional)
      "stages": [
        {"note": "what this stage is for",                     # free text (optional)
         "synth": {"cases": 120, "seed": 2026, "overrides": {"p_receive_coil": 0}},
@@ -12,8 +13,10 @@ A recipe is a JSON file (``StrokeSegTrain/Resources/recipes/starter.json`` retra
        {"synth": {"cases": 240, "seed": 2027},
         "train": {"config": "../starter_finetune_config.json", "init_from_previous": true}}]}
 
-File paths are relative to the recipe. A stage's generator settings are its ``synth.config`` file (else the recipe's
-``synth_config``, else the defaults) with its ``overrides`` over them: the one way a stage differs from the base.
+File paths are relative to the recipe. ``--init-from MODEL`` starts stage 1 from MODEL's weights; a recipe with
+``starts_from`` (e.g. a second ensemble member fine-tuned from the first) refuses to run without it. A stage's
+generator settings are its ``synth.config`` file (else the recipe's ``synth_config``, else the defaults) with its
+``overrides`` over them: the one way a stage differs from the base.
 ``run_recipe`` writes ``OUT/synth<N>`` (a ``synth`` tree) and ``OUT/stage<N>`` (a ``train`` run folder) per stage and
 ``OUT/recipe_plan.json``, the resolved settings of every stage. With ``resume`` a stage whose data set (manifest of
 the same seed, cases and settings) or model (the trainer's ``DONE`` marker) is there is skipped, an interrupted
@@ -38,7 +41,7 @@ from .synth.dataset import MANIFEST_NAME, read_manifest, write_dataset
 from .synth.generator import SynthConfig, check_synth_settings
 
 PLAN_NAME = "recipe_plan.json"
-_RECIPE_KEYS = {"description", "synth_config", "bundle_id", "stages"}
+_RECIPE_KEYS = {"description", "synth_config", "bundle_id", "starts_from", "stages"}
 _STAGE_KEYS = {"note", "synth", "train"}
 _SYNTH_KEYS = {"cases", "seed", "config", "overrides"}
 _TRAIN_KEYS = {"config", "fold", "init_from_previous"}
@@ -70,6 +73,8 @@ class Recipe:
     description: str
     bundle_id: str | None
     stages: tuple[Stage, ...]
+    #: What stage 1 must fine-tune (``--init-from``), in words; None: stage 1 may start from random weights.
+    starts_from: str | None = None
 
 
 def _keys(data: Any, allowed: set[str], required: set[str], where: str, path: Path) -> dict[str, Any]:
@@ -153,6 +158,9 @@ def load_recipe(path: str | Path) -> Recipe:
     bundle_id = data.get("bundle_id")
     if bundle_id is not None and (not isinstance(bundle_id, str) or not bundle_id):
         raise StrokeSegError(f"bundle_id must be a model id, not {bundle_id!r}", path)
+    starts_from = data.get("starts_from")
+    if starts_from is not None and (not isinstance(starts_from, str) or not starts_from):
+        raise StrokeSegError(f"starts_from must say which model stage 1 fine-tunes, not {starts_from!r}", path)
     raw = data["stages"]
     if not isinstance(raw, list) or not raw:
         raise StrokeSegError("stages must be a non-empty list", path)
@@ -163,7 +171,7 @@ def load_recipe(path: str | Path) -> Recipe:
         cases, seed, synth = _synth(item["synth"], base, f"{where}.synth", path)
         train, fold, previous = _train(item["train"], number, f"{where}.train", path)
         stages.append(Stage(number, cases, seed, synth, train, fold, previous))
-    return Recipe(path, str(data.get("description", "")), bundle_id, tuple(stages))
+    return Recipe(path, str(data.get("description", "")), bundle_id, tuple(stages), starts_from)
 
 
 def synth_dir(out: Path, stage: Stage) -> Path:
@@ -230,8 +238,9 @@ def _trained(fold: Path, config: TrainConfig, stage: Stage) -> bool:
 
 def run_recipe(recipe: Recipe, out: str | Path, *, until_stage: int | None = None, resume: bool = False,
                workers: int = 1, device: str = "auto", show_progress: bool = True, command: str | None = None,
-               say: Callable[[str], None] | None = None) -> Path:
-    """Run the recipe's stages 1..``until_stage`` (all by default) into ``out``; returns the last stage's model."""
+               say: Callable[[str], None] | None = None, init_from: str | None = None) -> Path:
+    """Run the recipe's stages 1..``until_stage`` (all by default) into ``out``, stage 1 fine-tuned from ``init_from``
+    (a model file or installed id) when given; returns the last stage's model."""
     from .trainer import train
 
     say = say or (lambda text: print(f"recipe: {text}", file=sys.stderr, flush=True))
@@ -239,6 +248,9 @@ def run_recipe(recipe: Recipe, out: str | Path, *, until_stage: int | None = Non
     last = count if until_stage is None else until_stage
     if not 1 <= last <= count:
         raise StrokeSegError(f"--until-stage must be between 1 and {count} (the recipe's stages), not {last}",
+                             recipe.path)
+    if recipe.starts_from and not init_from:
+        raise StrokeSegError(f"this recipe fine-tunes {recipe.starts_from}: name that model with --init-from",
                              recipe.path)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -254,11 +266,13 @@ def run_recipe(recipe: Recipe, out: str | Path, *, until_stage: int | None = Non
         config = stage.train
         if stage.init_from_previous:
             config = config.with_overrides(init_from=str(model_path(out, recipe.stages[stage.number - 2])))
+        elif stage.number == 1 and init_from:
+            config = config.with_overrides(init_from=init_from)
         model = model_path(out, stage)
         if _trained(model.parent, config, stage):
             say(f"{head}: already trained ({model}), skipped")
             continue
-        start = f"from stage {stage.number - 1}'s model " if stage.init_from_previous else ""
+        start = f"from {config.init_from} " if config.init_from else ""
         say(f"{head}: training fold {stage.fold} {start}-> {stage_dir(out, stage)}")
         result = train(config, data, stage_dir(out, stage), stage.fold, device=device, resume=resume,
                        show_progress=show_progress, command=f"{command or 'run_recipe'} (stage {stage.number})")
@@ -284,6 +298,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="continue a run in OUT: finished stages are skipped, an interrupted training continues")
     p.add_argument("--workers", type=int, default=1, help="processes generating data in parallel (default 1)")
     p.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu (default: auto)")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="stage 1 fine-tunes this model file or installed model id (required by a recipe with "
+                        "starts_from)")
     p.add_argument("--bundle", action="store_true",
                    help="after the last stage, install its model under the recipe's bundle_id (as `bundle` does)")
     p.add_argument("--bundle-dest", type=Path, default=None, help="folder for --bundle (default: StrokeSegLib/models)")
@@ -306,7 +323,7 @@ def run_recipe_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     command = " ".join(shlex.quote(a) for a in ["strokeseg-train", *sys.argv[1:]])
     model = run_recipe(recipe, args.out, until_stage=args.until_stage, resume=args.resume, workers=args.workers,
-                       device=args.device, show_progress=not args.quiet, command=command)
+                       device=args.device, show_progress=not args.quiet, command=command, init_from=args.init_from)
     if args.bundle:
         from .bundle import bundle_model
 
