@@ -123,6 +123,33 @@ def test_missing_template_is_refused_up_front(tmp_path: Path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def _altered_copy(source: Path, target: Path, swap: bool = False, shift_mm: float = 0.0,
+                  wm_spacing: float | None = None) -> Path:
+    """The fake template's two maps, swapped, moved or with the white matter map's spacing changed."""
+    target.mkdir()
+    names = {"gm": TEMPLATE_FILES["wm"], "wm": TEMPLATE_FILES["gm"]} if swap else TEMPLATE_FILES
+    for key, name in TEMPLATE_FILES.items():
+        image = sitk.ReadImage(str(source / name))
+        image.SetOrigin(tuple(o + shift_mm for o in image.GetOrigin()))
+        if key == "wm" and wm_spacing is not None:
+            image.SetSpacing((wm_spacing,) * 3)
+        sitk.WriteImage(image, str(target / names[key]))
+    return target
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"swap": True}, "look swapped: white matter lies"),
+    ({"shift_mm": 40.0}, r"is not in MNI space: its tissue centre lies 6\d mm"),
+    ({"wm_spacing": 2.2}, "is not on the grey matter map's grid"),
+])
+def test_template_maps_that_would_make_a_wrong_brain_are_refused(fake_template: Path, tmp_path: Path, change: dict,
+                                                                 message: str):
+    folder = _altered_copy(fake_template, tmp_path / "altered", **change)
+    with pytest.raises(ValueError, match=message) as caught:
+        load_template(str(folder))
+    assert str(folder) in str(caught.value)
+
+
 NEEDS_NILEARN = pytest.mark.skipif(nilearn_data_folder() is None,
                                    reason="nilearn (which ships the ICBM 2009a maps) not installed")
 

@@ -44,6 +44,10 @@ ATROPHY_CUT = 0.35
 #: than ``DEEP_GREY_DEPTH_MM`` below the outline; the insula (|x| > 34) and the cingulate (z > 24) stay cortex.
 DEEP_GREY_BOX = ((0.0, 33.0), (-38.0, 28.0), (-14.0, 24.0))
 DEEP_GREY_DEPTH_MM = 10.0
+#: Where the ICBM 2009a brain's tissue centre lies (LPS mm) and how far another template's may lie from it: maps in
+#: another space would put every library lesion in the wrong place.
+TISSUE_CENTRE_LPS_MM = (0.0, 21.9, 9.7)
+TISSUE_CENTRE_TOLERANCE_MM = 25.0
 #: Mean linear scale of the model-to-MNI affine: template millimetres per model-frame millimetre.
 _MNI_PER_MODEL_MM = float(abs(np.linalg.det(MODEL_TO_MNI_MATRIX)) ** (1.0 / 3.0))
 
@@ -115,12 +119,15 @@ def load_template(folder: str | None = None) -> TemplateBrain:
     """Read the template maps (once per process) and derive the outline; ValueError if they are missing or odd."""
     import SimpleITK as sitk
 
+    from StrokeSegLib.common.geometry import same_grid
+
     where = template_folder(folder)
     images = {key: sitk.ReadImage(str(where / name)) for key, name in TEMPLATE_FILES.items()}
     gm_img = images["gm"]
     for key, img in images.items():
-        if img.GetSize() != gm_img.GetSize() or not np.allclose(img.GetOrigin(), gm_img.GetOrigin()):
-            raise ValueError(f"{where / TEMPLATE_FILES[key]} is not on the grey matter map's grid")
+        if not same_grid(img, gm_img):
+            raise ValueError(f"{where / TEMPLATE_FILES[key]} is not on the grey matter map's grid (size, origin, "
+                             "spacing and direction must be equal)")
     arrays = {}
     for key, img in images.items():
         a = sitk.GetArrayFromImage(img).astype(np.float32)
@@ -130,10 +137,31 @@ def load_template(folder: str | None = None) -> TemplateBrain:
         arrays[key] = a / np.float32(255.0 if top > 1.5 else 1.0)
     spacing = np.asarray(gm_img.GetSpacing(), float)
     direction = np.asarray(gm_img.GetDirection(), float).reshape(3, 3)
-    return TemplateBrain(gm=arrays["gm"], wm=arrays["wm"], outline_mm=_outline_distance(arrays["gm"] + arrays["wm"],
-                                                                                         spacing),
-                         origin=np.asarray(gm_img.GetOrigin(), float),
-                         to_index=np.linalg.inv(direction * spacing[None, :]), folder=str(where))
+    template = TemplateBrain(gm=arrays["gm"], wm=arrays["wm"],
+                             outline_mm=_outline_distance(arrays["gm"] + arrays["wm"], spacing),
+                             origin=np.asarray(gm_img.GetOrigin(), float),
+                             to_index=np.linalg.inv(direction * spacing[None, :]), folder=str(where))
+    _check_plausible(template, where)
+    return template
+
+
+def _check_plausible(template: TemplateBrain, where: Path) -> None:
+    """Refuse maps that would make a plausible-looking but wrong brain: grey and white matter swapped (white matter
+    must lie deeper below the outline) or a brain outside MNI space (its tissue centre far from ICBM 2009a's)."""
+    depth = -template.outline_mm
+    gm_depth = float((template.gm * depth).sum() / template.gm.sum())
+    wm_depth = float((template.wm * depth).sum() / template.wm.sum())
+    if wm_depth <= gm_depth:
+        raise ValueError(f"the maps in {where} look swapped: white matter lies {wm_depth:.1f} mm below the brain's "
+                         f"outline on average, grey matter {gm_depth:.1f} mm; {TEMPLATE_FILES['gm']} must be the grey "
+                         "matter map")
+    k, j, i = np.nonzero(template.gm + template.wm >= 0.5)
+    index_centre = np.array([i.mean(), j.mean(), k.mean()])
+    centre = template.origin + np.linalg.inv(template.to_index) @ index_centre
+    off = float(np.linalg.norm(centre - np.asarray(TISSUE_CENTRE_LPS_MM)))
+    if off > TISSUE_CENTRE_TOLERANCE_MM:
+        raise ValueError(f"the brain in {where} is not in MNI space: its tissue centre lies {off:.0f} mm from the "
+                         f"ICBM 2009a brain's (LPS {TISSUE_CENTRE_LPS_MM} mm)")
 
 
 def _outline_at_mni(template: TemplateBrain, mx: np.ndarray, my: np.ndarray, mz: np.ndarray,
