@@ -10,7 +10,8 @@ import pytest
 from train_fixtures import single_thread, tiny_config  # noqa: F401
 
 from StrokeSegLib.common.errors import StrokeSegError
-from StrokeSegLib.engine.model_file import file_sha256, load_model
+from StrokeSegLib.engine.model_file import file_sha256, load_model, read_metadata
+from StrokeSegLib.engine.model_registry import bundled_dir
 from StrokeSegTrainLib.cli import build_parser
 from StrokeSegTrainLib.cli import main as train_main
 from StrokeSegTrainLib.config import load_config
@@ -109,6 +110,27 @@ def test_template_member_recipe_fine_tunes_stage5_on_the_generator_s_default_bra
     assert stage.train.network == load_recipe(STARTER).stages[-1].train.network  # so it can start from stage 5
     with pytest.raises(StrokeSegError, match="name that model with --init-from"):
         run_recipe(recipe, "unused-out")
+
+
+@pytest.mark.skipif(nilearn_data_folder() is None, reason="the second member's recipe needs nilearn's ICBM maps")
+def test_make_starter_model_rebuilds_the_shipped_ensemble_s_members_in_order() -> None:
+    """The Makefile's starter-model target: each recipe bundles its member, the second starts from the first's file,
+    and the ensemble averages the members the shipped starter holds, in its order."""
+    makefile = (RESOURCES.parents[1] / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    target = makefile.split("\nstarter-model:")[1].split("\n\n")[0]
+    dest = re.search(r"^STARTER_MEMBERS\s*:=\s*(\S+)", makefile, re.M).group(1)
+    runs = re.findall(r"recipe (\S+\.json) (.*)", target)
+    recipes = [load_recipe(RESOURCES.parents[1] / path) for path, _ in runs]
+    members = [f"$(STARTER_MEMBERS)/{r.bundle_id}.safetensors" for r in recipes]
+    for (_, flags), recipe in zip(runs, recipes):
+        assert re.search(r"--bundle\s+--bundle-dest\s+\$\(STARTER_MEMBERS\)", flags) and "--resume" in flags
+        assert ("--init-from" in flags) == bool(recipe.starts_from)
+    assert re.search(rf"--init-from\s+{re.escape(members[0])}\s", runs[1][1] + " ")
+    ensemble = re.search(r"models ensemble (.*?)\s+--out\s+(\S+)\s+--name\s+(\S+)", target)
+    assert ensemble.group(1).split() == members and ensemble.group(3) == "strokeseg-starter"
+    assert dest.startswith("output/") and ensemble.group(2).startswith("output/")  # never over the shipped model
+    shipped = read_metadata(bundled_dir() / "strokeseg-starter.safetensors")
+    assert [m["model_id"] for m in shipped.members] == [r.bundle_id for r in recipes]
 
 
 # ------------------------------------------------------------------------------------------------ a tiny recipe
