@@ -106,7 +106,7 @@ def test_template_member_recipe_fine_tunes_stage5_on_the_generator_s_default_bra
     assert (stage.cases, stage.seed, stage.init_from_previous) == (300, 2040, False)
     assert stage.synth == SynthConfig(p_symmetric_cortex=0.5)
     assert stage.synth.p_template_anatomy == 1.0 and stage.synth.p_real_lesions == 0.75
-    assert stage.train == load_config(RESOURCES / "starter_member_config.json")
+    assert stage.train == load_config(RESOURCES / "starter_finetune_config.json").with_overrides(epochs=40)
     assert stage.train.network == load_recipe(STARTER).stages[-1].train.network  # so it can start from stage 5
     with pytest.raises(StrokeSegError, match="name that model with --init-from"):
         run_recipe(recipe, "unused-out")
@@ -216,6 +216,10 @@ def test_until_stage_stops_after_that_stage(tmp_path: Path, capsys) -> None:
     ({"stages": [{"synth": {"cases": 3, "seed": 7}, "train": {"config": "train.json", "init_from_previous": True}}]},
      r"the first stage has no previous stage"),
     ({"starts_from": ""}, r"starts_from must say which model stage 1 fine-tunes"),
+    ({"stages": [{"synth": {"cases": 3, "seed": 7}, "train": {"config": "train.json", "overrides": [1]}}]},
+     r"stages\[0\]\.train\.overrides must be a JSON object"),
+    ({"stages": [{"synth": {"cases": 3, "seed": 7}, "train": {"config": "train.json", "overrides": {"epoch": 2}}}]},
+     r"stages\[0\]\.train\.config with stages\[0\]\.train\.overrides .*Unknown key\(s\) in config: epoch"),
     ({"stages": [{"synth": {"cases": 0, "seed": 7}, "train": {"config": "train.json"}}]},
      r"stages\[0\]\.synth\.cases must be an integer of at least 1"),
 ])
@@ -224,6 +228,17 @@ def test_a_broken_recipe_is_refused_naming_the_file_and_the_key(tmp_path: Path, 
     with pytest.raises(StrokeSegError, match=message) as caught:
         load_recipe(recipe)
     assert caught.value.path == recipe
+
+
+def test_train_overrides_merge_nested_settings_key_by_key(tmp_path: Path) -> None:
+    recipe = _write_recipe(tmp_path, stages=[{"synth": {"cases": 3, "seed": 7}, "train": {
+        "config": "train.json", "overrides": {"epochs": 5, "loss": {"small_lesion_voxels": 64, "bce_weight": 1.0}}}}])
+    base = load_config(tmp_path / "train.json")
+    config = load_recipe(recipe).stages[0].train
+    assert config.epochs == 5 and base.epochs == 1
+    assert (config.loss.small_lesion_voxels, config.loss.bce_weight) == (64, 1.0)
+    assert config.loss.alpha == base.loss.alpha and config.network == base.network  # the rest as the file says
+    assert config.with_overrides(epochs=1, loss=base.loss) == base
 
 
 def test_a_training_configuration_with_an_unknown_key_is_refused_naming_both_files(tmp_path: Path) -> None:

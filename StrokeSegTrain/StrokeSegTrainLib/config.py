@@ -219,11 +219,20 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise StrokeSegError(f"Invalid {where}: {exc}") from None
 
 
-def load_config(path: str | Path | None) -> TrainConfig:
-    """Read a JSON training configuration (``None`` gives the defaults) and validate it."""
-    if path is None:
-        config = TrainConfig()
-    else:
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` over it; where both hold a JSON object, merged key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        old = out.get(key)
+        out[key] = _merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+    return out
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a JSON training configuration (``None`` gives the defaults) with ``overrides`` merged over it (nested
+    objects key by key, as a recipe stage's ``train.overrides``) and validate it."""
+    data: Any = {}
+    if path is not None:
         path = Path(path)
         if path.suffix.lower() in (".yaml", ".yml"):
             raise StrokeSegError("YAML configuration is not supported (PyYAML is not a dependency); use JSON", path)
@@ -233,6 +242,6 @@ def load_config(path: str | Path | None) -> TrainConfig:
             raise StrokeSegError("configuration file not found", path) from exc
         except json.JSONDecodeError as exc:
             raise StrokeSegError(f"not valid JSON: {exc}", path) from exc
-        config = TrainConfig.from_dict(data)
+    config = TrainConfig.from_dict(_merged(data, overrides) if overrides and isinstance(data, dict) else data)
     config.validate()
     return config

@@ -16,7 +16,8 @@ A recipe is a JSON file (``StrokeSegTrain/Resources/recipes/starter.json`` retra
 File paths are relative to the recipe. ``--init-from MODEL`` starts stage 1 from MODEL's weights; a recipe with
 ``starts_from`` (e.g. a second ensemble member fine-tuned from the first) refuses to run without it. A stage's
 generator settings are its ``synth.config`` file (else the recipe's ``synth_config``, else the defaults) with its
-``overrides`` over them: the one way a stage differs from the base.
+``overrides`` over them: the one way a stage differs from the base; its training settings are likewise its
+``train.config`` with ``train.overrides`` merged over it (nested objects key by key).
 ``run_recipe`` writes ``OUT/synth<N>`` (a ``synth`` tree) and ``OUT/stage<N>`` (a ``train`` run folder) per stage and
 ``OUT/recipe_plan.json``, the resolved settings of every stage. With ``resume`` a stage whose data set (manifest of
 the same seed, cases and settings) or model (the trainer's ``DONE`` marker) is there is skipped, an interrupted
@@ -44,7 +45,7 @@ PLAN_NAME = "recipe_plan.json"
 _RECIPE_KEYS = {"description", "synth_config", "bundle_id", "starts_from", "stages"}
 _STAGE_KEYS = {"note", "synth", "train"}
 _SYNTH_KEYS = {"cases", "seed", "config", "overrides"}
-_TRAIN_KEYS = {"config", "fold", "init_from_previous"}
+_TRAIN_KEYS = {"config", "overrides", "fold", "init_from_previous"}
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,15 @@ def _synth(data: Any, base: Path | None, where: str, path: Path) -> tuple[int, i
 def _train(data: Any, number: int, where: str, path: Path) -> tuple[TrainConfig, int, bool]:
     data = _keys(data, _TRAIN_KEYS, {"config"}, where, path)
     config_file = _file(data["config"], f"{where}.config", path)
+    overrides = data.get("overrides", {})
+    if not isinstance(overrides, dict):
+        raise StrokeSegError(f"{where}.overrides must be a JSON object of training settings", path)
+    name = f"{where}.config" + (f" with {where}.overrides" if overrides else "")
     try:
-        config = load_config(config_file)
+        config = load_config(config_file, overrides)
     except StrokeSegError as exc:
-        raise StrokeSegError(f"{where}.config: {exc}" if exc.path is not None else f"{where}.config ({config_file}): "
-                             f"{exc}", path) from None
+        raise StrokeSegError(f"{name}: {exc}" if exc.path is not None else f"{name} ({config_file}): {exc}",
+                             path) from None
     fold = _int(data, "fold", where, path, 0) if "fold" in data else 0
     if not fold < config.num_folds:
         raise StrokeSegError(f"{where}.fold must be below the configuration's num_folds ({config.num_folds})", path)
