@@ -92,3 +92,32 @@ def test_an_unknown_starting_model_is_a_clear_error(data_root, tmp_path) -> None
     config = tiny_config(init_from="no-such-model")
     with pytest.raises(StrokeSegError, match="Unknown model 'no-such-model'"):
         train(config, data_root, tmp_path / "ft", fold=0, device="cpu", cache_dir=tmp_path / "cache")
+
+
+def test_with_init_from_other_spacing_a_model_fine_tunes_on_another_grid(source_model, data_root, tmp_path) -> None:
+    """The opt-in lets the weights move to another network spacing (learning rate 0: the export is the start's
+    weights), and the exported model declares the new spacing, which is what inference will resample to."""
+    source_spacing = load_model(source_model).metadata.target_spacing
+    finer = tuple(s * 0.75 for s in source_spacing)
+    config = tiny_config(epochs=1, init_from=str(source_model), init_from_other_spacing=True,
+                         preprocess=PreprocessConfig(target_spacing=finer))
+    config.optim.learning_rate = 0.0
+    result = train(config, data_root, tmp_path / "ft", fold=0, device="cpu", cache_dir=tmp_path / "cache")
+    tuned = load_model(result.model_path)
+    assert tuned.metadata.target_spacing == pytest.approx(finer)
+    original = load_model(source_model).network.state_dict()
+    for name, tensor in tuned.network.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+
+
+def test_init_from_other_spacing_still_refuses_every_other_difference(source_model, data_root, tmp_path) -> None:
+    config = tiny_config(init_from=str(source_model), init_from_other_spacing=True,
+                         preprocess=PreprocessConfig(target_spacing=(3.0, 3.0, 3.0), adc_normalization="zscore"))
+    with pytest.raises(StrokeSegError, match="adc_normalization") as caught:
+        train(config, data_root, tmp_path / "ft", fold=0, device="cpu", cache_dir=tmp_path / "cache")
+    assert "target_spacing" not in str(caught.value)
+
+
+def test_init_from_other_spacing_without_a_starting_model_is_refused() -> None:
+    with pytest.raises(StrokeSegError, match="init_from_other_spacing"):
+        tiny_config(init_from_other_spacing=True).validate()

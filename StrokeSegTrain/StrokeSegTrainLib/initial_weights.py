@@ -4,7 +4,7 @@ The source is a StrokeSeg model file or an installed model id, read through the 
 Fine-tuning only makes sense when the weights were trained on the same input: the network's shape and the
 preprocessing that defines what its input values mean (spacing, clipping, ADC normalisation) must match the run's
 configuration, otherwise the run is refused before any work, naming the file and every difference. Patch size,
-augmentation, loss and schedule may differ. The exported model carries no deep-supervision heads, so those start
+augmentation, loss and schedule may differ; the network spacing only with ``init_from_other_spacing``. The exported model carries no deep-supervision heads, so those start
 from their random initialisation; every other tensor is taken from the file. An ensemble file starts the run from
 its first member (training makes one network; the members share shape and preprocessing), and the log and the run's
 provenance name that member.
@@ -34,6 +34,8 @@ def _differences(metadata: ModelMetadata, config: TrainConfig) -> list[str]:
     have, wanted = metadata.network_config.to_dict(), inference_network_config(config).to_dict()
     diffs += [f"network.{k}: model {have[k]!r}, configuration {v!r}" for k, v in wanted.items() if have[k] != v]
     trained, wanted_pre = metadata.preprocess_config().input_definition(), config.preprocess.input_definition()
+    if config.init_from_other_spacing:
+        del trained["target_spacing"], wanted_pre["target_spacing"]
     diffs += [f"{k}: model {trained[k]!r}, configuration {v!r}" for k, v in wanted_pre.items() if trained[k] != v]
     return diffs
 
