@@ -117,7 +117,3 @@ def test_init_from_other_spacing_still_refuses_every_other_difference(source_mod
         train(config, data_root, tmp_path / "ft", fold=0, device="cpu", cache_dir=tmp_path / "cache")
     assert "target_spacing" not in str(caught.value)
 
-
-def test_init_from_other_spacing_without_a_starting_model_is_refused() -> None:
-    with pytest.raises(StrokeSegError, match="init_from_other_spacing"):
-        tiny_config(init_from_other_spacing=True).validate()

@@ -142,7 +142,8 @@ class TrainConfig:
     init_from: str = ""
     #: Fine-tuning onto another network grid: accept ``init_from`` weights trained at another ``target_spacing`` (a
     #: convolution network transfers across voxel sizes; everything else must still match). Off by default, since a
-    #: spacing mismatch is more often a mistaken file than a plan.
+    #: spacing mismatch is more often a mistaken file than a plan. Without a starting model it does nothing (a
+    #: configuration file may leave the model to ``--init-from``).
     init_from_other_spacing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,8 +192,6 @@ class TrainConfig:
         if (self.network.in_channels, self.network.out_channels) != (2, 1):
             problems.append("network.in_channels must be 2 (DWI, ADC) and network.out_channels 1 (lesion), got "
                             f"{self.network.in_channels} and {self.network.out_channels}")
-        if self.init_from_other_spacing and not self.init_from:
-            problems.append("init_from_other_spacing is set but init_from names no model to fine-tune from")
         if not isinstance(self.init_from, str):
             problems.append(f"init_from must be a model file path or model id (a string), got {self.init_from!r}")
         if self.cache_dtype not in ("float16", "float32"):
