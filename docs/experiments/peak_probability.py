@@ -48,7 +48,10 @@ def case_rows(gt_path: Path, prob_paths: dict[str, Path]) -> list[tuple[float, d
     per_arm: dict[str, list[tuple[float, float]]] = {}
     for arm, path in prob_paths.items():
         image, prob = _read(path)
-        if image.GetSize() != gt_image.GetSize() or not np.allclose(image.GetOrigin(), gt_image.GetOrigin(), atol=1e-3):
+        if image.GetSize() != gt_image.GetSize() or not all(
+                np.allclose(a, b, atol=1e-3) for a, b in ((image.GetOrigin(), gt_image.GetOrigin()),
+                                                          (image.GetSpacing(), gt_image.GetSpacing()),
+                                                          (image.GetDirection(), gt_image.GetDirection()))):
             raise SystemExit(f"{path}: not on the grid of the expert mask {gt_path}")
         per_arm[arm] = lesion_peaks(gt, prob, voxel_ml)
     arms = list(per_arm)
