@@ -4,10 +4,10 @@ The source is a StrokeSeg model file or an installed model id, read through the 
 Fine-tuning only makes sense when the weights were trained on the same input: the network's shape and the
 preprocessing that defines what its input values mean (spacing, clipping, ADC normalisation) must match the run's
 configuration, otherwise the run is refused before any work, naming the file and every difference. Patch size,
-augmentation, loss and schedule may differ; the network spacing only with ``init_from_other_spacing``. The exported model carries no deep-supervision heads, so those start
-from their random initialisation; every other tensor is taken from the file. An ensemble file starts the run from
-its first member (training makes one network; the members share shape and preprocessing), and the log and the run's
-provenance name that member.
+augmentation, loss and schedule may differ; the network spacing only with ``init_from_other_spacing``. The exported
+model carries no deep-supervision heads, so those start from their random initialisation; every other tensor is
+taken from the file. An ensemble file starts the run from its first member (training makes one network; the members
+share shape and preprocessing), and the log and the run's provenance name that member.
 """
 from __future__ import annotations
 
