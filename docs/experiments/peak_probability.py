@@ -18,45 +18,39 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from StrokeSegLib.evaluation.lesion_detection import SIZE_EDGES_ML, size_bin_label
-from StrokeSegLib.evaluation.metrics import label_lesions
+from StrokeSegLib.evaluation.metrics import check_same_grid, label_lesions
 from StrokeSegLib.io.cases import find_cases
 
 #: Peak probability bands counted per size bin (the shipped threshold is 0.5).
 PEAK_EDGES: tuple[float, ...] = (0.01, 0.1, 0.5)
 
 
-def lesion_peaks(mask: np.ndarray, prob: np.ndarray, voxel_ml: float) -> list[tuple[float, float]]:
-    """(volume mL, peak probability) of each 26-connected lesion of ``mask``, largest first."""
+def lesion_peaks(mask: np.ndarray, probs: dict[str, np.ndarray],
+                 voxel_ml: float) -> list[tuple[float, dict[str, float]]]:
+    """Per 26-connected lesion of ``mask``, largest first: its volume (mL) and each arm's peak probability inside it.
+
+    The lesions are labelled once, so every arm's peak in a row belongs to the same lesion (lesions of equal size
+    included)."""
     labels, n = label_lesions(mask != 0)
     if not n:
         return []
     index = np.arange(1, n + 1)
-    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index) * voxel_ml
-    peaks = ndimage.maximum(prob, labels, index)
-    return sorted(zip(map(float, sizes), map(float, peaks)), reverse=True)
-
-
-def _read(path: Path) -> tuple[sitk.Image, np.ndarray]:
-    image = sitk.ReadImage(str(path))
-    return image, sitk.GetArrayFromImage(image)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel_ml
+    peaks = {arm: ndimage.maximum(prob, labels, index) for arm, prob in probs.items()}
+    return [(float(sizes[i]), {arm: float(p[i]) for arm, p in peaks.items()})
+            for i in np.argsort(-sizes, kind="stable")]
 
 
 def case_rows(gt_path: Path, prob_paths: dict[str, Path]) -> list[tuple[float, dict[str, float]]]:
-    """Per expert lesion: its volume and each arm's peak probability; refuses maps not on the mask's grid."""
-    gt_image, gt = _read(gt_path)
-    voxel_ml = float(np.prod(gt_image.GetSpacing())) / 1000.0
-    per_arm: dict[str, list[tuple[float, float]]] = {}
+    """:func:`lesion_peaks` of one case's expert mask; refuses (GeometryError) maps not on the mask's grid."""
+    gt_image = sitk.ReadImage(str(gt_path))
+    probs = {}
     for arm, path in prob_paths.items():
-        image, prob = _read(path)
-        if image.GetSize() != gt_image.GetSize() or not all(
-                np.allclose(a, b, atol=1e-3) for a, b in ((image.GetOrigin(), gt_image.GetOrigin()),
-                                                          (image.GetSpacing(), gt_image.GetSpacing()),
-                                                          (image.GetDirection(), gt_image.GetDirection()))):
-            raise SystemExit(f"{path}: not on the grid of the expert mask {gt_path}")
-        per_arm[arm] = lesion_peaks(gt, prob, voxel_ml)
-    arms = list(per_arm)
-    first = per_arm[arms[0]]
-    return [(size, {arm: per_arm[arm][i][1] for arm in arms}) for i, (size, _) in enumerate(first)]
+        image = sitk.ReadImage(str(path))
+        check_same_grid(gt_image, image, gt_path, path)
+        probs[arm] = sitk.GetArrayFromImage(image)
+    voxel_ml = float(np.prod(gt_image.GetSpacing())) / 1000.0
+    return lesion_peaks(sitk.GetArrayFromImage(gt_image), probs, voxel_ml)
 
 
 def _bin(value: float, edges: tuple[float, ...]) -> int:
