@@ -116,4 +116,3 @@ def test_init_from_other_spacing_still_refuses_every_other_difference(source_mod
     with pytest.raises(StrokeSegError, match="adc_normalization") as caught:
         train(config, data_root, tmp_path / "ft", fold=0, device="cpu", cache_dir=tmp_path / "cache")
     assert "target_spacing" not in str(caught.value)
-
