@@ -1,21 +1,14 @@
 """docs/experiments/lesion_contrast.py: the contrast figures in high-resolution/RESULTS.md rest on it."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "lesion_contrast.py"
+from experiment_scripts import load_experiment_script
 
 
 @pytest.fixture(scope="module")
 def contrast():
-    spec = importlib.util.spec_from_file_location("lesion_contrast", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment_script("lesion_contrast")
 
 
 def test_contrast_is_each_lesion_s_mean_over_the_brain_median_outside_the_lesions(contrast) -> None:

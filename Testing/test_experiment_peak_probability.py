@@ -1,24 +1,19 @@
 """docs/experiments/peak_probability.py: the model card's claim that missed lesions are not seen rests on it."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from experiment_scripts import load_experiment_script
 
 from StrokeSegLib.common.errors import GeometryError
-
-SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "peak_probability.py"
 
 
 @pytest.fixture(scope="module")
 def peaks():
-    spec = importlib.util.spec_from_file_location("peak_probability", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment_script("peak_probability")
 
 
 def _write(array: np.ndarray, path: Path, spacing=(2.0, 2.0, 2.0)) -> Path:
